@@ -1,0 +1,195 @@
+//! The one error type, and the one place it becomes HTTP.
+//!
+//! Every error answer — ours and the framework's — goes through [`render`] (called by the
+//! `errors::ContractErrors` middleware), so clients always get the contract's format: JSON for
+//! clients that accept JSON, a small HTML page for browsers.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    /// Malformed or missing parameters.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// State unknown, expired, already used, or started by another browser.
+    #[error("{0}")]
+    InvalidState(&'static str),
+    /// The provider redirected back with `error=`; carries its code (and description).
+    #[error("the identity provider refused the sign-in: {0}")]
+    ProviderError(String),
+    /// Token endpoint unreachable, too slow, non-2xx or malformed. Details go to the log only.
+    #[error("the identity provider could not complete the sign-in; please try again")]
+    ExchangeFailed,
+    /// Redis unreachable: fail closed.
+    #[error("the session store is unavailable; please try again shortly")]
+    StoreUnavailable,
+    #[error("not signed in")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("no such page")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A bug on our side; never caused by client input.
+    #[error("internal error")]
+    Internal,
+}
+
+impl AppError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::InvalidRequest(_) => "invalid_request",
+            AppError::InvalidState(_) => "invalid_state",
+            AppError::ProviderError(_) => "provider_error",
+            AppError::ExchangeFailed => "exchange_failed",
+            AppError::StoreUnavailable => "store_unavailable",
+            AppError::Unauthorized => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::Internal => "internal_error",
+        }
+    }
+
+    /// The error the contract names for a bare framework status (no `AppError` attached).
+    pub fn from_status(status: StatusCode) -> AppError {
+        match status.as_u16() {
+            401 => AppError::Unauthorized,
+            403 => AppError::Forbidden("this request is not allowed"),
+            404 => AppError::NotFound,
+            405 => AppError::MethodNotAllowed,
+            413 | 414 | 431 => AppError::InvalidRequest("the request is too large".into()),
+            400..=499 => AppError::InvalidRequest("the request is malformed".into()),
+            502 | 504 => AppError::ExchangeFailed,
+            503 => AppError::StoreUnavailable,
+            _ => AppError::Internal,
+        }
+    }
+
+    /// Whether the page should offer to start a sign-in again.
+    fn offers_sign_in(&self) -> bool {
+        !matches!(self, AppError::NotFound | AppError::MethodNotAllowed)
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::InvalidRequest(_)
+            | AppError::InvalidState(_)
+            | AppError::ProviderError(_) => StatusCode::BAD_REQUEST,
+            AppError::ExchangeFailed => StatusCode::BAD_GATEWAY,
+            AppError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// JSON by default; the middleware re-renders as HTML for browsers.
+    fn error_response(&self) -> HttpResponse {
+        render(self, Format::Json)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Html,
+}
+
+impl Format {
+    /// HTML when the client prefers `text/html` to `application/json`, JSON otherwise (API
+    /// clients, `curl`, `Accept: */*`, no `Accept` at all).
+    pub fn negotiate(accept: Option<&HeaderValue>) -> Format {
+        let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+            return Format::Json;
+        };
+        let mut html: Option<(f32, usize)> = None;
+        let mut json: Option<(f32, usize)> = None;
+        for (pos, item) in accept.split(',').enumerate() {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let slot = match media.as_str() {
+                "text/html" | "application/xhtml+xml" => &mut html,
+                "application/json" => &mut json,
+                _ => continue,
+            };
+            if q > 0.0 && slot.is_none_or(|(best, _)| q > best) {
+                *slot = Some((q, pos));
+            }
+        }
+        match (html, json) {
+            (Some(_), None) => Format::Html,
+            (Some((hq, hp)), Some((jq, jp))) if hq > jq || (hq == jq && hp < jp) => Format::Html,
+            _ => Format::Json,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    status: u16,
+    code: &'a str,
+    title: &'a str,
+    message: String,
+    offer_sign_in: bool,
+}
+
+fn title(err: &AppError) -> &'static str {
+    match err {
+        AppError::InvalidRequest(_) => "That request did not look right",
+        AppError::InvalidState(_) => "This sign-in link is no longer valid",
+        AppError::ProviderError(_) => "The identity provider refused the sign-in",
+        AppError::ExchangeFailed => "The identity provider did not answer properly",
+        AppError::StoreUnavailable => "Sign-in is unavailable right now",
+        AppError::Unauthorized => "You are not signed in",
+        AppError::Forbidden(_) => "That request was refused",
+        AppError::NotFound => "Page not found",
+        AppError::MethodNotAllowed => "Method not allowed",
+        AppError::Internal => "Something went wrong on our side",
+    }
+}
+
+/// The contract's error answer for `err` in the given format.
+pub fn render(err: &AppError, format: Format) -> HttpResponse {
+    let status = err.status_code();
+    let mut builder = HttpResponse::build(status);
+    builder.insert_header((header::CACHE_CONTROL, "no-store"));
+    if matches!(err, AppError::MethodNotAllowed) {
+        // Every route here is GET or POST; tell clients so, as RFC 9110 asks.
+        builder.insert_header((header::ALLOW, "GET, POST"));
+    }
+    let message = err.to_string();
+    match format {
+        Format::Json => builder
+            .content_type("application/json")
+            .body(serde_json::json!({ "error": err.code(), "message": message }).to_string()),
+        Format::Html => {
+            let page = ErrorPage {
+                status: status.as_u16(),
+                code: err.code(),
+                title: title(err),
+                message,
+                offer_sign_in: err.offers_sign_in(),
+            };
+            match page.render() {
+                Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),
+                Err(_) => builder
+                    .content_type("text/plain; charset=utf-8")
+                    .body(format!("{}: {}", err.code(), err)),
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! gatehouse: an OAuth 2.0 / OpenID Connect sign-in service and forward-auth gateway.
+
+pub mod browser;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod middleware;
+pub mod oauth;
+pub mod random;
+pub mod return_to;
+pub mod routes;
+pub mod session;
+pub mod signin;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

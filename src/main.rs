@@ -1,0 +1,33 @@
+use gatehouse::config::{Settings, Sources};
+use gatehouse::startup::Application;
+
+/// Exit status for a settings or start-up problem (distinct from a crash).
+const EXIT_CONFIG: i32 = 2;
+
+#[actix_web::main]
+async fn main() {
+    let loaded = match Settings::load(Sources::from_process()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    gatehouse::telemetry::init(loaded.settings.log.format);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let app = match Application::build(loaded.settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    tracing::info!(port = app.port(), "gatehouse listening");
+    if let Err(e) = app.run_until_stopped().await {
+        eprintln!("gatehouse: server error: {e}");
+        std::process::exit(1);
+    }
+    tracing::info!("gatehouse stopped");
+}

@@ -1,0 +1,70 @@
+//! OpenID Connect discovery: fills the endpoint URLs that were not set explicitly.
+
+use serde::Deserialize;
+use url::Url;
+
+use super::ProviderError;
+use crate::config::ProviderSettings;
+
+#[derive(Debug, Deserialize)]
+struct Document {
+    issuer: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+}
+
+/// Fetches `<issuer>/.well-known/openid-configuration` once and fills the gaps in `settings`.
+/// Explicit settings win. The document's `issuer` must equal the setting exactly.
+pub async fn fill(
+    settings: &mut ProviderSettings,
+    http: &oauth2::reqwest::Client,
+) -> Result<(), ProviderError> {
+    let Some(issuer) = settings.issuer.clone() else {
+        return Ok(());
+    };
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.as_str().trim_end_matches('/')
+    );
+    let response = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(ProviderError::from_reqwest)?;
+    if !response.status().is_success() {
+        return Err(ProviderError::UnexpectedStatus(response.status().as_u16()));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(ProviderError::from_reqwest)?;
+    let doc: Document = serde_json::from_slice(&body)
+        .map_err(|e| ProviderError::Malformed(format!("discovery document: {e}")))?;
+    if doc.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+        return Err(ProviderError::Malformed(format!(
+            "discovery issuer {:?} differs from the configured issuer",
+            doc.issuer
+        )));
+    }
+    let parse = |s: Option<String>| s.and_then(|s| Url::parse(&s).ok());
+    if settings.auth_url.is_none() {
+        settings.auth_url = parse(doc.authorization_endpoint);
+    }
+    if settings.token_url.is_none() {
+        settings.token_url = parse(doc.token_endpoint);
+    }
+    if settings.userinfo_url.is_none() {
+        settings.userinfo_url = parse(doc.userinfo_endpoint);
+    }
+    if settings.jwks_url.is_none() {
+        settings.jwks_url = parse(doc.jwks_uri);
+    }
+    if settings.auth_url.is_none() || settings.token_url.is_none() {
+        return Err(ProviderError::Malformed(
+            "discovery document lacks authorization or token endpoint".into(),
+        ));
+    }
+    Ok(())
+}

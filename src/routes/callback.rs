@@ -1,0 +1,81 @@
+//! GET /redirect: the provider sends the browser back here.
+
+use actix_session::Session;
+use actix_web::http::header;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+
+use crate::error::AppError;
+use crate::signin::Callback;
+use crate::startup::AppState;
+
+/// Generous for any real provider; larger is an attack or a mistake.
+const MAX_QUERY_LEN: usize = 8 * 1024;
+const MAX_VALUE_LEN: usize = 4 * 1024;
+
+#[get("/redirect")]
+pub async fn callback(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let params = parse(req.query_string())?;
+    let browser_id = state.binding.read(&req);
+    let signed_in = crate::signin::finish(
+        &state.provider,
+        &state.pending,
+        browser_id.as_deref(),
+        params,
+    )
+    .await?;
+    crate::session::establish(&session, &signed_in.identity, &signed_in.tokens)?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, signed_in.return_to))
+        .insert_header(super::no_store())
+        .finish())
+}
+
+/// Reads the callback's parameters: each at most once, bounded in size. Unknown parameters
+/// (providers add their own, e.g. `session_state`) are ignored.
+fn parse(query: &str) -> Result<Callback, AppError> {
+    if query.len() > MAX_QUERY_LEN {
+        return Err(AppError::InvalidRequest(
+            "the callback's query string is too long".into(),
+        ));
+    }
+    let mut cb = Callback::default();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let slot = match key.as_ref() {
+            "state" => &mut cb.state,
+            "code" => &mut cb.code,
+            "iss" => &mut cb.iss,
+            "error" => &mut cb.error,
+            "error_description" => &mut cb.error_description,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(AppError::InvalidRequest(format!(
+                "the `{key}` parameter is repeated"
+            )));
+        }
+        if value.len() > MAX_VALUE_LEN {
+            return Err(AppError::InvalidRequest(format!(
+                "the `{key}` parameter is too long"
+            )));
+        }
+        if value.is_empty() {
+            return Err(AppError::InvalidRequest(format!(
+                "the `{key}` parameter is empty"
+            )));
+        }
+        *slot = Some(printable(&value));
+    }
+    Ok(cb)
+}
+
+/// Keeps what a provider may legitimately send (RFC 6749 limits these to printable ASCII);
+/// anything else is replaced, so it can be shown and logged safely.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
+}

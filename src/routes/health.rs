@@ -1,0 +1,37 @@
+//! Liveness and readiness.
+
+use std::time::Duration;
+
+use actix_web::{get, web, HttpResponse};
+
+use crate::error::AppError;
+use crate::startup::AppState;
+
+/// A dead Redis must make readiness fail fast, not hang the probe.
+const READINESS_BOUND: Duration = Duration::from_millis(1500);
+
+/// Liveness: the process answers. Touches no dependency.
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(super::no_store())
+        .json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: Redis answers a PING within the bound (provider settings were loaded at start).
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    match tokio::time::timeout(READINESS_BOUND, state.store.ping()).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok()
+            .insert_header(super::no_store())
+            .json(serde_json::json!({ "status": "ready" }))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: redis ping failed");
+            Err(AppError::StoreUnavailable)
+        }
+        Err(_) => {
+            tracing::warn!("readiness: redis ping timed out");
+            Err(AppError::StoreUnavailable)
+        }
+    }
+}

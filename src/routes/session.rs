@@ -1,0 +1,32 @@
+//! GET /session: who is signed in, as JSON. Never a raw token.
+
+use actix_session::Session;
+use actix_web::{get, HttpResponse};
+use serde::Serialize;
+
+use crate::error::AppError;
+
+#[derive(Serialize)]
+struct SessionView<'a> {
+    subject: &'a str,
+    email: Option<&'a str>,
+    name: Option<&'a str>,
+    expires_at: Option<u64>,
+    scopes: Vec<String>,
+}
+
+#[get("/session")]
+pub async fn session(session: Session) -> Result<HttpResponse, AppError> {
+    let identity = crate::session::identity(&session).ok_or(AppError::Unauthorized)?;
+    let tokens = crate::session::tokens(&session);
+    let view = SessionView {
+        subject: &identity.subject,
+        email: identity.email.as_deref(),
+        name: identity.name.as_deref(),
+        expires_at: tokens.as_ref().and_then(|t| t.expires_at),
+        scopes: tokens.map(|t| t.scopes).unwrap_or_default(),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(super::no_store())
+        .json(view))
+}

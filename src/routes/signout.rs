@@ -1,0 +1,47 @@
+//! POST /signout: end the session, refusing cross-site requests.
+
+use actix_session::Session;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{post, web, HttpRequest, HttpResponse};
+
+use crate::error::AppError;
+use crate::startup::AppState;
+
+#[post("/signout")]
+pub async fn signout(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if !same_origin(req.headers(), &state.public_origin) {
+        tracing::warn!("cross-site sign-out refused");
+        return Err(AppError::Forbidden(
+            "cross-site sign-out requests are refused",
+        ));
+    }
+    crate::session::end(&session);
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/"))
+        .insert_header(super::no_store())
+        .finish())
+}
+
+/// Fetch metadata first, then `Origin`, then `Referer`. A request with none of them comes
+/// from a non-browser client, which cannot be forged by another site.
+pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        return origin == public_origin;
+    }
+    if let Some(referer) = text(header::REFERER) {
+        return url::Url::parse(referer)
+            .map(|u| u.origin().ascii_serialization() == public_origin)
+            .unwrap_or(false);
+    }
+    true
+}

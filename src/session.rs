@@ -1,0 +1,37 @@
+//! The signed-in session as kept by actix-session: identity and tokens, server side.
+
+use actix_session::Session;
+
+use crate::error::AppError;
+use crate::identity::{Identity, TokenSet};
+
+const IDENTITY: &str = "identity";
+const TOKENS: &str = "tokens";
+
+/// Who is signed in on this session, if anyone. Unreadable data counts as signed out.
+pub fn identity(session: &Session) -> Option<Identity> {
+    session.get::<Identity>(IDENTITY).ok().flatten()
+}
+
+pub fn tokens(session: &Session) -> Option<TokenSet> {
+    session.get::<TokenSet>(TOKENS).ok().flatten()
+}
+
+/// Signs the session in under a NEW session id (no fixation): the old id dies with it.
+pub fn establish(
+    session: &Session,
+    identity: &Identity,
+    tokens: &TokenSet,
+) -> Result<(), AppError> {
+    session.renew();
+    session.clear();
+    session
+        .insert(IDENTITY, identity)
+        .and_then(|_| session.insert(TOKENS, tokens))
+        .map_err(|_| AppError::Internal)
+}
+
+/// Ends the session: deleted in Redis, cookie expired.
+pub fn end(session: &Session) {
+    session.purge();
+}

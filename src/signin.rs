@@ -1,0 +1,139 @@
+//! The sign-in flow: start (state, PKCE, nonce, pending record) and finish (the callback's
+//! checks, in the order RFC 9700 asks, then the exchange).
+
+use crate::browser::same_secret;
+use crate::error::AppError;
+use crate::identity::{now_unix, Identity, TokenSet};
+use crate::oauth::{Provider, ProviderError};
+use crate::random::token;
+use crate::return_to;
+use crate::store::pending::{PendingSignIn, PendingSignIns};
+use crate::store::StoreError;
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "redis call failed");
+                AppError::StoreUnavailable
+            }
+            StoreError::Corrupt(e) => {
+                // Not the client's fault, but not worth a 500 either: the record is unusable,
+                // so the sign-in must start again.
+                tracing::warn!(error = %e, "stored sign-in could not be read");
+                AppError::InvalidState(
+                    "this sign-in can no longer be completed; please sign in again",
+                )
+            }
+        }
+    }
+}
+
+impl From<ProviderError> for AppError {
+    fn from(e: ProviderError) -> Self {
+        tracing::warn!(reason = %e, "token exchange failed");
+        AppError::ExchangeFailed
+    }
+}
+
+/// Starts a sign-in for `browser_id`; returns the provider URL to send the browser to.
+pub async fn start(
+    provider: &Provider,
+    pending: &PendingSignIns,
+    browser_id: &str,
+    requested_return_to: Option<&str>,
+) -> Result<url::Url, AppError> {
+    let state = token();
+    let nonce = provider.settings().wants_openid().then(token);
+    let request = provider.authorization_request(&state, nonce.as_deref());
+    let record = PendingSignIn {
+        browser_id: browser_id.to_owned(),
+        pkce_verifier: request.pkce_verifier,
+        nonce,
+        return_to: return_to::sanitize(requested_return_to),
+        created_at: now_unix(),
+    };
+    if !pending.put(&state, &record).await? {
+        // 256 random bits collided: something is badly wrong with the RNG.
+        tracing::error!("a freshly drawn state already exists");
+        return Err(AppError::Internal);
+    }
+    Ok(request.url)
+}
+
+/// The callback's parameters, already checked for shape.
+#[derive(Default)]
+pub struct Callback {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    pub iss: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+pub struct SignedIn {
+    pub identity: Identity,
+    pub tokens: TokenSet,
+    pub return_to: String,
+}
+
+/// Finishes a sign-in. Order: state (redeemed once, bound to this browser) → iss → provider
+/// error → code exchange. No code is exchanged before the state checks out.
+pub async fn finish(
+    provider: &Provider,
+    pending: &PendingSignIns,
+    browser_id: Option<&str>,
+    callback: Callback,
+) -> Result<SignedIn, AppError> {
+    let state = callback
+        .state
+        .ok_or_else(|| AppError::InvalidRequest("the `state` parameter is missing".into()))?;
+    if !looks_like_state(&state) {
+        return Err(AppError::InvalidState(
+            "this sign-in is unknown or has expired",
+        ));
+    }
+    let record = pending.take(&state).await?.ok_or(AppError::InvalidState(
+        "this sign-in is unknown, has expired or was already used",
+    ))?;
+    if !browser_id.is_some_and(|id| same_secret(id, &record.browser_id)) {
+        tracing::warn!("callback state was started by another browser");
+        return Err(AppError::InvalidState(
+            "this sign-in was started in another browser or tab session",
+        ));
+    }
+    if let (Some(iss), Some(expected)) = (callback.iss.as_deref(), provider.issuer()) {
+        if iss.trim_end_matches('/') != expected {
+            tracing::warn!("callback iss does not match the configured issuer");
+            return Err(AppError::InvalidRequest(
+                "the `iss` parameter does not match the identity provider".into(),
+            ));
+        }
+    }
+    if let Some(error) = callback.error {
+        let mut message = error;
+        if let Some(description) = callback.error_description {
+            message = format!("{message} ({description})");
+        }
+        return Err(AppError::ProviderError(message));
+    }
+    let code = callback
+        .code
+        .ok_or_else(|| AppError::InvalidRequest("the `code` parameter is missing".into()))?;
+    let (identity, tokens) = provider
+        .sign_in(&code, &record.pkce_verifier, record.nonce.as_deref())
+        .await?;
+    tracing::info!(subject = %identity.subject, "sign-in completed");
+    Ok(SignedIn {
+        identity,
+        tokens,
+        return_to: record.return_to,
+    })
+}
+
+/// Our states are 43 URL-safe characters; anything else cannot be one, so Redis is spared.
+fn looks_like_state(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,156 @@
+//! Wiring: `Application::build(settings)` binds the listener (port 0 works) and assembles the
+//! app; `run_until_stopped` serves until SIGTERM/SIGINT, letting in-flight requests finish.
+
+use std::net::TcpListener;
+
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::browser::BrowserBinding;
+use crate::config::{env_name, Settings};
+use crate::error::AppError;
+use crate::middleware::contract_errors;
+use crate::oauth::Provider;
+use crate::routes;
+use crate::store::pending::PendingSignIns;
+use crate::store::sessions::RedisSessionStore;
+use crate::store::RedisStore;
+use crate::telemetry::GatehouseRootSpan;
+
+/// How long in-flight requests get to finish after SIGTERM.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// What every handler may use. Built once, shared by all workers.
+pub struct AppState {
+    pub store: RedisStore,
+    pub pending: PendingSignIns,
+    pub provider: Provider,
+    pub binding: BrowserBinding,
+    pub public_origin: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{setting} cannot be bound: {source}")]
+    Bind {
+        setting: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setting(String),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let listener =
+            TcpListener::bind(settings.server.bind).map_err(|source| StartupError::Bind {
+                setting: env_name("server.bind"),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                setting: env_name("server.bind"),
+                source,
+            })?
+            .port();
+
+        let store = RedisStore::connect(&settings.redis).map_err(|e| {
+            StartupError::Setting(format!("{} is not usable: {e}", env_name("redis.url")))
+        })?;
+        let provider = Provider::build(settings.provider.clone(), &settings.server)
+            .await
+            .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("provider.issuer"))))?;
+        let key =
+            Key::try_from(settings.session.secret.expose_secret().as_slice()).map_err(|_| {
+                StartupError::Setting(format!(
+                    "{} must be base64 of at least 64 bytes",
+                    env_name("session.secret")
+                ))
+            })?;
+
+        let state = web::Data::new(AppState {
+            pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
+            binding: BrowserBinding::new(
+                key.clone(),
+                &settings.session.cookie_name,
+                settings.session.cookie_secure,
+            ),
+            public_origin: settings.server.public_origin(),
+            provider,
+            store: store.clone(),
+        });
+        let session_store = RedisSessionStore::new(store, settings.session.ttl);
+        let session = settings.session.clone();
+
+        let server = HttpServer::new(move || {
+            let session_middleware = SessionMiddleware::builder(session_store.clone(), key.clone())
+                .cookie_name(session.cookie_name.clone())
+                .cookie_secure(session.cookie_secure)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_path("/".to_owned())
+                .cookie_content_security(CookieContentSecurity::Signed)
+                // The cookie lives with the browser; Redis enforces the idle lifetime.
+                .session_lifecycle(BrowserSession::default().state_ttl(
+                    actix_web::cookie::time::Duration::seconds(session.ttl.as_secs() as i64),
+                ))
+                .build();
+            App::new()
+                .wrap(from_fn(contract_errors))
+                .wrap(TracingLogger::<GatehouseRootSpan>::new())
+                .app_data(state.clone())
+                .app_data(web::QueryConfig::default())
+                // Health routes sit outside the session middleware: they touch no session.
+                .service(routes::health::healthz)
+                .service(routes::health::readyz)
+                .service(
+                    web::scope("")
+                        .wrap(session_middleware)
+                        .service(routes::pages::index)
+                        .service(routes::signin::signin)
+                        .service(routes::callback::callback)
+                        .service(routes::signout::signout)
+                        .service(routes::forward_auth::forward_auth)
+                        .service(routes::session::session),
+                )
+                .default_service(web::to(not_found))
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            setting: env_name("server.bind"),
+            source,
+        })?
+        .run();
+
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::NotFound)
+}

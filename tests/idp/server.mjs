@@ -1,0 +1,132 @@
+// Development OpenID provider for gatehouse tests and the demo.
+// NOT for production: accepts any login/password and keeps everything in memory.
+import { createServer } from 'node:http';
+import Provider from 'oidc-provider';
+
+const env = process.env;
+const list = (value) => value.split(',').map((s) => s.trim()).filter(Boolean);
+
+const port = Number(env.IDP_PORT || 9090);
+const host = env.IDP_HOST || '127.0.0.1';
+const issuer = env.IDP_ISSUER || `http://127.0.0.1:${port}`;
+// Endpoints are served at the root, so an issuer with a path would advertise
+// URLs nothing answers; refuse it rather than fail confusingly later.
+if (new URL(issuer).pathname !== '/') {
+  console.error(`IDP_ISSUER must be an origin without a path, got ${issuer}`);
+  process.exit(2);
+}
+const clientId = env.IDP_CLIENT_ID || 'gatehouse';
+const clientSecret = env.IDP_CLIENT_SECRET || 'gatehouse-dev-secret';
+const redirectUris = list(env.IDP_REDIRECT_URIS
+  || 'http://127.0.0.1:8080/redirect,http://gatehouse.test/redirect');
+const postLogoutRedirectUris = list(env.IDP_POST_LOGOUT_REDIRECT_URIS
+  || 'http://127.0.0.1:8080/,http://gatehouse.test/');
+const accessTokenTtl = Number(env.IDP_ACCESS_TOKEN_TTL || 3600);
+
+// Plain http redirect URIs (127.0.0.1 and the fake host gatehouse.test) are
+// accepted as-is: oidc-provider only forces https for web clients using the
+// implicit flow, and these clients are code-only.
+const common = {
+  redirect_uris: redirectUris,
+  post_logout_redirect_uris: postLogoutRedirectUris,
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+};
+
+const clients = [
+  { ...common, client_id: clientId, client_secret: clientSecret, token_endpoint_auth_method: 'client_secret_basic' },
+  { ...common, client_id: 'gatehouse-post', client_secret: clientSecret, token_endpoint_auth_method: 'client_secret_post' },
+  { ...common, client_id: 'gatehouse-public', token_endpoint_auth_method: 'none' },
+];
+
+// Any login name is a valid account. oidc-provider always uses the accountId
+// as `sub`, so a login typed as an e-mail address is turned into the accountId
+// "<local part>" (see interactionFinished below) and the typed login is kept
+// here to answer the email / preferred_username claims later.
+const loginsBySub = new Map();
+
+function subFor(login) {
+  const at = login.indexOf('@');
+  if (at <= 0) return login;
+  const sub = login.slice(0, at);
+  loginsBySub.set(sub, login);
+  return sub;
+}
+
+function accountFor(sub) {
+  const login = loginsBySub.get(sub) ?? sub;
+  const email = login.includes('@') ? login : `${login}@example.com`;
+  const name = sub
+    .split(/[._-]+/)
+    .filter(Boolean)
+    .map((w) => w[0].toUpperCase() + w.slice(1))
+    .join(' ') || sub;
+  return {
+    accountId: sub,
+    async claims() {
+      return {
+        sub, email, email_verified: true, name, preferred_username: login,
+      };
+    },
+  };
+}
+
+const provider = new Provider(issuer, {
+  clients,
+  findAccount: (_ctx, id) => accountFor(id),
+  claims: {
+    acr: null,
+    sid: null,
+    auth_time: null,
+    iss: null,
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+  },
+  // Put scope-granted claims into the ID token too, not only userinfo.
+  conformIdTokenClaims: false,
+  pkce: { required: () => true },
+  // Always hand out a refresh token to clients allowed the grant, so tests
+  // don't depend on offline_access (which oidc-provider silently drops
+  // unless prompt=consent is also sent).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  features: {
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+    userinfo: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+  },
+  ttl: {
+    AccessToken: accessTokenTtl,
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 14 * 24 * 3600,
+    Interaction: 3600,
+    Session: 14 * 24 * 3600,
+    Grant: 14 * 24 * 3600,
+  },
+  cookies: { keys: ['gatehouse-dev-cookie-key-not-secret'] },
+});
+
+// The dev login form stores the raw login as the session's accountId, and the
+// session/grant accountIds must equal findAccount's accountId, so map it to
+// the sub before the login result is stored.
+const interactionFinished = provider.interactionFinished.bind(provider);
+provider.interactionFinished = (req, res, result, options) => {
+  if (result?.login?.accountId) result.login.accountId = subFor(result.login.accountId);
+  return interactionFinished(req, res, result, options);
+};
+
+provider.on('server_error', (_ctx, err) => console.error('idp server_error:', err));
+
+const server = createServer(provider.callback());
+server.listen(port, host, () => {
+  console.log(`idp listening on ${issuer}`);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    server.close();
+    process.exit(0);
+  });
+}
