@@ -124,6 +124,14 @@ server.listen(port, host, () => {
   console.log(`idp listening on ${issuer}`);
 });
 
+// Test harnesses start the provider as a child and may die without cleaning up: with
+// IDP_EXIT_WITH_STDIN=1 the provider exits as soon as its parent's end of stdin closes.
+if (env.IDP_EXIT_WITH_STDIN === '1') {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('close', () => process.exit(0));
+  process.stdin.resume();
+}
+
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
     server.close();

@@ -1,0 +1,5 @@
+//! One integration-test binary (faster to link than many). Modules by concern.
+
+mod helpers;
+
+mod signin_e2e;
