@@ -1,6 +1,7 @@
 //! Test harness: each test gets its own gatehouse on port 0, its own Redis key prefix on the
-#![allow(dead_code)] // each test module uses a different part of the harness
 //! real Redis, and (when it signs in) the real development OpenID provider from tests/idp.
+
+#![allow(dead_code)] // each test module uses a different part of the harness
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
