@@ -2,4 +2,6 @@
 
 mod helpers;
 
+mod concurrency;
+mod security;
 mod signin_e2e;

@@ -1,0 +1,221 @@
+//! The security properties the peers get wrong, each proven against the real provider.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_callback_from_another_browser_is_refused_and_signs_nobody_in() {
+    let app = spawn_app_with_idp(&[]).await;
+    let victim = browser();
+    let authorize = app.start_sign_in(&victim, None).await;
+    let callback = idp_login(&victim, &authorize, "victim").await;
+
+    let attacker = browser();
+    // The attacker's browser first gets a binding of its own, then replays the victim's URL.
+    let _ = app.start_sign_in(&attacker, None).await;
+    let res = app.follow_callback(&attacker, &callback).await;
+    assert_eq!(res.status().as_u16(), 400);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_state");
+    let auth = attacker.get(app.url("/auth")).send().await.expect("auth");
+    assert_eq!(auth.status().as_u16(), 401);
+    assert!(
+        app.keys("session").await.is_empty(),
+        "no session was created"
+    );
+}
+
+#[tokio::test]
+async fn signing_in_renews_the_session_id_and_kills_the_old_one() {
+    let app = spawn_app_with_idp(&[]).await;
+    assert_eq!(
+        app.sign_in(&app.client, "gina", None)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    let before = app.cookie_header();
+    assert_eq!(
+        app.sign_in(&app.client, "gina", None)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    let after = app.cookie_header();
+    let id = |c: &str| {
+        c.split("; ")
+            .find(|kv| kv.starts_with("gatehouse="))
+            .map(str::to_owned)
+            .expect("session cookie")
+    };
+    assert_ne!(id(&before), id(&after), "a new session id at sign-in");
+    let replay = reqwest::Client::new()
+        .get(app.url("/auth"))
+        .header("cookie", id(&before))
+        .send()
+        .await
+        .expect("auth");
+    assert_eq!(replay.status().as_u16(), 401, "the pre-sign-in id is dead");
+    assert_eq!(app.keys("session").await.len(), 1);
+}
+
+/// Open-redirect payloads: every one must land on `/` after a real sign-in.
+const OPEN_REDIRECTS: &[&str] = &[
+    "//evil.example",
+    "//evil.example/path",
+    "/\\evil.example",
+    "\\/evil.example",
+    "\\\\evil.example",
+    "https://evil.example",
+    "http://evil.example",
+    "HTTPS://evil.example",
+    "//evil.example@gatehouse.test",
+    "https://gatehouse.test@evil.example",
+    "%2F%2Fevil.example",
+    "/%2F%2Fevil.example",
+    "/%2f%2fevil.example",
+    "/%5Cevil.example",
+    "/%252F%252Fevil.example",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "/\tevil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "\t//evil.example",
+    " //evil.example",
+    "//user:pass@evil.example",
+    "///evil.example",
+    "////evil.example",
+    "/%09/evil.example",
+    "/%0a/evil.example",
+    "evil.example",
+    "ftp://evil.example",
+    "//evil%E3%80%82example",
+    "/\u{3002}/evil.example",
+    "",
+];
+
+#[tokio::test]
+async fn open_redirect_payloads_fall_back_to_the_home_page() {
+    let app = spawn_app_with_idp(&[]).await;
+    // The provider remembers the consent after the first round, so later rounds are quick.
+    for payload in OPEN_REDIRECTS {
+        let res = app.sign_in(&app.client, "henry", Some(payload)).await;
+        assert_eq!(res.status().as_u16(), 303, "{payload:?}");
+        assert_eq!(
+            location(&res),
+            "/",
+            "return_to {payload:?} must fall back to /"
+        );
+    }
+    let res = app
+        .sign_in(&app.client, "henry", Some("/ok/path?q=1"))
+        .await;
+    assert_eq!(location(&res), "/ok/path?q=1", "a same-origin path is kept");
+}
+
+#[tokio::test]
+async fn cookies_carry_the_contract_attributes() {
+    // Secure is on by default; a browser would not send Secure cookies over plain http, so
+    // this test carries them by hand.
+    let app = spawn_app_with_idp(&[("GATEHOUSE__SESSION__COOKIE_SECURE", "")]).await;
+    let gate = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = gate.get(app.url("/signin")).send().await.expect("signin");
+    let binding = set_cookie(&res, "gatehouse_browser");
+    assert_attributes(&binding);
+    let authorize = location(&res);
+    let idp_browser = browser();
+    let callback = idp_login(&idp_browser, &authorize, "iris").await;
+    let cb = reqwest::Url::parse(&callback).expect("cb");
+    let res = gate
+        .get(format!(
+            "{}/redirect?{}",
+            app.address,
+            cb.query().unwrap_or_default()
+        ))
+        .header("cookie", binding.split(';').next().unwrap_or_default())
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(res.status().as_u16(), 303);
+    let session = set_cookie(&res, "gatehouse");
+    assert_attributes(&session);
+    assert!(
+        !session.to_ascii_lowercase().contains("max-age"),
+        "a browser-session cookie: {session}"
+    );
+    assert!(
+        session.len() < 200,
+        "the cookie holds only a signed id: {session}"
+    );
+}
+
+fn set_cookie(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+fn assert_attributes(cookie: &str) {
+    let lower = cookie.to_ascii_lowercase();
+    for attr in ["httponly", "samesite=lax", "path=/", "secure"] {
+        assert!(lower.contains(attr), "{attr} missing in {cookie}");
+    }
+}
+
+#[tokio::test]
+async fn provider_refusal_is_a_clear_error_and_no_session() {
+    let app = spawn_app_with_idp(&[]).await;
+    let authorize = app.start_sign_in(&app.client, None).await;
+    let callback = idp_cancel(&app.client, &authorize).await;
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
+    let res = app.follow_callback(&app.client, &callback).await;
+    assert_eq!(res.status().as_u16(), 400);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "provider_error");
+    assert!(body["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("access_denied"));
+    assert!(app.keys("session").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_iss_is_refused_before_any_exchange() {
+    let app = spawn_app_with_idp(&[]).await;
+    let authorize = app.start_sign_in(&app.client, None).await;
+    let callback = idp_login(&app.client, &authorize, "jack").await;
+    let mut cb = reqwest::Url::parse(&callback).expect("cb");
+    let pairs: Vec<(String, String)> = cb
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "iss" {
+                "https://evil.example".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    cb.query_pairs_mut().clear().extend_pairs(pairs);
+    let res = app.follow_callback(&app.client, cb.as_str()).await;
+    assert_eq!(res.status().as_u16(), 400);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_request");
+    // The state is spent: the genuine callback cannot be used afterwards either.
+    let res = app.follow_callback(&app.client, &callback).await;
+    assert_eq!(res.status().as_u16(), 400);
+}
