@@ -161,6 +161,19 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 }
 
 impl TestApp {
+    /// A handle on an app running elsewhere (e.g. the real binary) on this port.
+    pub fn at(port: u16, prefix: String, vars: HashMap<String, String>) -> TestApp {
+        let (client, jar) = browser_with_jar();
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            prefix,
+            vars,
+            client,
+            jar,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -241,6 +254,16 @@ impl TestApp {
             .get_multiplexed_async_connection()
             .await
             .expect("redis connects")
+    }
+
+    /// The raw value under `<prefix><key>`.
+    pub async fn get_key(&self, key: &str) -> Option<String> {
+        let mut conn = self.redis().await;
+        redis::cmd("GET")
+            .arg(format!("{}{}", self.prefix, key))
+            .query_async(&mut conn)
+            .await
+            .expect("GET")
     }
 
     /// Keys this app wrote, for assertions on what is (not) stored.
@@ -359,4 +382,131 @@ pub async fn idp_cancel(client: &reqwest::Client, authorize: &str) -> String {
     let resume = resolve(&interaction, &location(&res));
     let res = client.get(&resume).send().await.expect("resume answered");
     location(&res)
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "gatehouse-test-{}",
+            gatehouse::random::token()
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir created");
+        TempDir { path }
+    }
+
+    /// Writes `contents` to `name` in this directory; returns its path as text.
+    pub fn write(&self, name: &str, contents: &str) -> String {
+        let file = self.path.join(name);
+        std::fs::write(&file, contents).expect("temp file written");
+        file.to_str().expect("utf-8 temp path").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+pub fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A TCP server that accepts connections and never answers nor closes them (a hung Redis or
+/// provider). Stops accepting and closes what it holds on drop.
+pub struct BlackHole {
+    pub port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BlackHole {
+    pub fn start() -> BlackHole {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("black hole binds");
+        let port = listener.local_addr().expect("local addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    held.push(stream);
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        BlackHole {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Asserts `res` is a contract error in JSON: status, `{"error": code, "message": text}`,
+/// `cache-control: no-store` and an `x-request-id`. Returns the body.
+pub async fn assert_json_error(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    let url = res.url().clone();
+    assert_eq!(res.status().as_u16(), status, "status of {url}");
+    let headers = res.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type of {url}: {content_type:?}"
+    );
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "cache-control of {url}"
+    );
+    assert!(
+        headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.is_empty()),
+        "x-request-id on {url}"
+    );
+    let text = res.text().await.expect("error body");
+    let body: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("JSON body from {url} ({e}): {text}"));
+    assert_eq!(body["error"], code, "error code from {url}: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message from {url}: {body}"
+    );
+    body
 }

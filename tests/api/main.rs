@@ -3,5 +3,6 @@
 mod helpers;
 
 mod concurrency;
+mod logs;
 mod security;
 mod signin_e2e;
