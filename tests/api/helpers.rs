@@ -391,10 +391,8 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "gatehouse-test-{}",
-            gatehouse::random::token()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("gatehouse-test-{}", gatehouse::random::token()));
         std::fs::create_dir_all(&path).expect("temp dir created");
         TempDir { path }
     }
@@ -476,7 +474,11 @@ impl Drop for BlackHole {
 
 /// Asserts `res` is a contract error in JSON: status, `{"error": code, "message": text}`,
 /// `cache-control: no-store` and an `x-request-id`. Returns the body.
-pub async fn assert_json_error(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+pub async fn assert_json_error(
+    res: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
     let url = res.url().clone();
     assert_eq!(res.status().as_u16(), status, "status of {url}");
     let headers = res.headers().clone();
@@ -501,8 +503,8 @@ pub async fn assert_json_error(res: reqwest::Response, status: u16, code: &str) 
         "x-request-id on {url}"
     );
     let text = res.text().await.expect("error body");
-    let body: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("JSON body from {url} ({e}): {text}"));
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("JSON body from {url} ({e}): {text}"));
     assert_eq!(body["error"], code, "error code from {url}: {body}");
     assert!(
         body["message"].as_str().is_some_and(|m| !m.is_empty()),

@@ -2,7 +2,10 @@
 
 mod helpers;
 
-mod concurrency;
-mod logs;
-mod security;
 mod signin_e2e;
+
+mod binary;
+mod errors;
+mod exchange_faults;
+mod health;
+mod settings;
