@@ -219,3 +219,61 @@ async fn a_wrong_iss_is_refused_before_any_exchange() {
     let res = app.follow_callback(&app.client, &callback).await;
     assert_eq!(res.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn tampered_cookies_are_worthless() {
+    let app = spawn_app_with_idp(&[]).await;
+    assert_eq!(
+        app.sign_in(&app.client, "olga", None)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    let cookies = app.cookie_header();
+    // Flip one character of each cookie value: the signature no longer matches.
+    let tampered: Vec<String> = cookies
+        .split("; ")
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let mut v: Vec<char> = v.chars().collect();
+            if let Some(c) = v.last_mut() {
+                *c = if *c == 'A' { 'B' } else { 'A' };
+            }
+            format!("{k}={}", v.into_iter().collect::<String>())
+        })
+        .collect();
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = plain
+        .get(app.url("/auth"))
+        .header("cookie", tampered.join("; "))
+        .send()
+        .await
+        .expect("auth");
+    assert_eq!(
+        res.status().as_u16(),
+        401,
+        "a tampered session cookie signs nobody in"
+    );
+
+    // A tampered binding cookie cannot finish a sign-in started by the real one.
+    let authorize = app.start_sign_in(&app.client, None).await;
+    let callback = idp_login(&app.client, &authorize, "olga").await;
+    let cb = reqwest::Url::parse(&callback).expect("cb");
+    let res = plain
+        .get(format!(
+            "{}/redirect?{}",
+            app.address,
+            cb.query().unwrap_or_default()
+        ))
+        .header("cookie", tampered.join("; "))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(res.status().as_u16(), 400);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_state");
+}

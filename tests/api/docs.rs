@@ -1,0 +1,46 @@
+//! The README's settings table, config/default.toml and the loader's known keys agree.
+
+use std::collections::BTreeSet;
+
+use gatehouse::config::{env_name, KNOWN_KEYS};
+
+fn default_toml_keys() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+        .expect("config/default.toml");
+    let mut section = String::new();
+    let mut keys = BTreeSet::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+        } else if let Some((key, _)) = line.split_once('=') {
+            keys.insert(format!("{section}.{}", key.trim()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn default_toml_lists_exactly_the_known_settings() {
+    let known: BTreeSet<String> = KNOWN_KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(default_toml_keys(), known);
+}
+
+#[test]
+fn readme_documents_every_setting() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let documented: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `GATEHOUSE__"))
+        .filter_map(|l| l.split('`').next())
+        .map(|name| format!("GATEHOUSE__{name}"))
+        .collect();
+    let expected: BTreeSet<String> = default_toml_keys().iter().map(|k| env_name(k)).collect();
+    assert_eq!(
+        documented, expected,
+        "README settings table vs config/default.toml"
+    );
+}
