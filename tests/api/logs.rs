@@ -38,9 +38,15 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
     let authorize = app.start_sign_in(&app.client, None).await;
     let state = query_param(&authorize, "state").expect("state");
     let nonce = query_param(&authorize, "nonce").expect("nonce");
-    let pending = app.get_key(&format!("signin:{state}")).await.expect("pending sign-in stored");
+    let pending = app
+        .get_key(&format!("signin:{state}"))
+        .await
+        .expect("pending sign-in stored");
     let pending: serde_json::Value = serde_json::from_str(&pending).expect("json");
-    let verifier = pending["pkce_verifier"].as_str().expect("verifier").to_owned();
+    let verifier = pending["pkce_verifier"]
+        .as_str()
+        .expect("verifier")
+        .to_owned();
     let callback = idp_login(&app.client, &authorize, "kate").await;
     let code = query_param(&callback, "code").expect("code");
     let res = app.follow_callback(&app.client, &callback).await;
@@ -49,8 +55,12 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
 
     let keys = app.keys("session").await;
     assert_eq!(keys.len(), 1);
-    let stored = app.get_key(keys[0].trim_start_matches(&app.prefix)).await.expect("session");
-    let map: std::collections::HashMap<String, String> = serde_json::from_str(&stored).expect("map");
+    let stored = app
+        .get_key(keys[0].trim_start_matches(&app.prefix))
+        .await
+        .expect("session");
+    let map: std::collections::HashMap<String, String> =
+        serde_json::from_str(&stored).expect("map");
     let tokens: serde_json::Value = serde_json::from_str(&map["tokens"]).expect("tokens");
     let cookie = app.cookie_header();
 
@@ -61,7 +71,10 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
         .and_then(|mut f| f.read_to_string(&mut logs))
         .expect("logs readable");
     let _ = std::fs::remove_file(&log_path);
-    assert!(logs.contains("sign-in completed"), "the logs were captured: {logs}");
+    assert!(
+        logs.contains("sign-in completed"),
+        "the logs were captured: {logs}"
+    );
 
     let mut secrets = vec![
         ("client secret", CLIENT_SECRET.to_owned()),
