@@ -369,9 +369,18 @@ fn build_config(sources: &Sources) -> Result<config::Config, SettingsError> {
             .ignore_empty(true)
             .source(Some(sources.vars.clone().into_iter().collect())),
     );
-    builder
-        .build()
-        .map_err(|e| SettingsError(format!("settings could not be read: {e}")))
+    builder.build().map_err(|e| match e {
+        // The parser's message quotes the offending line, which may hold a secret, over
+        // several lines: name the file only.
+        config::ConfigError::FileParse { uri, .. } => SettingsError(format!(
+            "settings file {} is not valid TOML",
+            uri.unwrap_or_else(|| "(unknown)".into())
+        )),
+        other => SettingsError(format!(
+            "settings could not be read: {}",
+            other.to_string().lines().next().unwrap_or_default()
+        )),
+    })
 }
 
 fn file_source(path: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {

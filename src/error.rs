@@ -32,8 +32,9 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("no such page")]
     NotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// Carries the methods the resource does allow (`Allow` header).
+    #[error("method not allowed here (allowed: {0})")]
+    MethodNotAllowed(&'static str),
     /// A bug on our side; never caused by client input.
     #[error("internal error")]
     Internal,
@@ -50,7 +51,7 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound => "not_found",
-            AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::MethodNotAllowed(_) => "method_not_allowed",
             AppError::Internal => "internal_error",
         }
     }
@@ -61,7 +62,7 @@ impl AppError {
             401 => AppError::Unauthorized,
             403 => AppError::Forbidden("this request is not allowed"),
             404 => AppError::NotFound,
-            405 => AppError::MethodNotAllowed,
+            405 => AppError::MethodNotAllowed("GET, POST"),
             413 | 414 | 431 => AppError::InvalidRequest("the request is too large".into()),
             400..=499 => AppError::InvalidRequest("the request is malformed".into()),
             502 | 504 => AppError::ExchangeFailed,
@@ -72,7 +73,7 @@ impl AppError {
 
     /// Whether the page should offer to start a sign-in again.
     fn offers_sign_in(&self) -> bool {
-        !matches!(self, AppError::NotFound | AppError::MethodNotAllowed)
+        !matches!(self, AppError::NotFound | AppError::MethodNotAllowed(_))
     }
 }
 
@@ -87,7 +88,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -157,7 +158,7 @@ fn title(err: &AppError) -> &'static str {
         AppError::Unauthorized => "You are not signed in",
         AppError::Forbidden(_) => "That request was refused",
         AppError::NotFound => "Page not found",
-        AppError::MethodNotAllowed => "Method not allowed",
+        AppError::MethodNotAllowed(_) => "Method not allowed",
         AppError::Internal => "Something went wrong on our side",
     }
 }
@@ -167,9 +168,9 @@ pub fn render(err: &AppError, format: Format) -> HttpResponse {
     let status = err.status_code();
     let mut builder = HttpResponse::build(status);
     builder.insert_header((header::CACHE_CONTROL, "no-store"));
-    if matches!(err, AppError::MethodNotAllowed) {
-        // Every route here is GET or POST; tell clients so, as RFC 9110 asks.
-        builder.insert_header((header::ALLOW, "GET, POST"));
+    if let AppError::MethodNotAllowed(allow) = err {
+        // RFC 9110: a 405 names the methods that would work.
+        builder.insert_header((header::ALLOW, *allow));
     }
     let message = err.to_string();
     match format {

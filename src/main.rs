@@ -24,6 +24,10 @@ async fn main() {
             std::process::exit(EXIT_CONFIG);
         }
     };
+    if let Err(e) = app.shutdown_on_signals() {
+        eprintln!("gatehouse: cannot install signal handlers: {e}");
+        std::process::exit(1);
+    }
     tracing::info!(port = app.port(), "gatehouse listening");
     if let Err(e) = app.run_until_stopped().await {
         eprintln!("gatehouse: server error: {e}");

@@ -113,21 +113,18 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default())
                 // Health routes sit outside the session middleware: they touch no session.
-                .service(routes::health::healthz)
-                .service(routes::health::readyz)
+                .configure(routes::sessionless)
                 .service(
                     web::scope("")
                         .wrap(session_middleware)
-                        .service(routes::pages::index)
-                        .service(routes::signin::signin)
-                        .service(routes::callback::callback)
-                        .service(routes::signout::signout)
-                        .service(routes::forward_auth::forward_auth)
-                        .service(routes::session::session),
+                        .configure(routes::with_session),
                 )
                 .default_service(web::to(not_found))
         })
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        // Signals are handled by `shutdown_on_signals`, installed before we announce that we
+        // listen; actix's own handlers only exist once the server is first polled.
+        .disable_signals()
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             setting: env_name("server.bind"),
@@ -148,6 +145,23 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Installs SIGTERM and SIGINT handlers now; on either, stops accepting and lets in-flight
+    /// requests finish (up to the grace period).
+    pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
+                _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
+            }
+            handle.stop(true).await;
+        });
+        Ok(())
     }
 }
 

@@ -111,10 +111,10 @@ pub fn verify_claims(token: &str, expect: &Expectations) -> Result<Identity, IdT
     if !claims.aud.contains(expect.client_id) {
         return Err(IdTokenError::Audience);
     }
-    if claims.aud.len() > 1 || claims.azp.is_some() {
-        if claims.azp.as_deref() != Some(expect.client_id) {
-            return Err(IdTokenError::AuthorizedParty);
-        }
+    if (claims.aud.len() > 1 || claims.azp.is_some())
+        && claims.azp.as_deref() != Some(expect.client_id)
+    {
+        return Err(IdTokenError::AuthorizedParty);
     }
     if claims.exp.saturating_add(LEEWAY_SECS) <= expect.now {
         return Err(IdTokenError::Expired);

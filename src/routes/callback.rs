@@ -2,7 +2,7 @@
 
 use actix_session::Session;
 use actix_web::http::header;
-use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
 use crate::signin::Callback;
@@ -12,7 +12,6 @@ use crate::startup::AppState;
 const MAX_QUERY_LEN: usize = 8 * 1024;
 const MAX_VALUE_LEN: usize = 4 * 1024;
 
-#[get("/redirect")]
 pub async fn callback(
     req: HttpRequest,
     session: Session,

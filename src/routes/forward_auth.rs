@@ -1,12 +1,11 @@
 //! GET /auth: the reverse proxy asks whether this request's user is signed in.
 
 use actix_session::Session;
-use actix_web::{get, HttpResponse};
+use actix_web::HttpResponse;
 
 use crate::error::AppError;
 
 /// 200 with identity headers, or 401. Never a redirect: proxies and XHRs need a status.
-#[get("/auth")]
 pub async fn forward_auth(session: Session) -> Result<HttpResponse, AppError> {
     let identity = crate::session::identity(&session).ok_or(AppError::Unauthorized)?;
     let mut res = HttpResponse::Ok();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 
 use crate::error::AppError;
 use crate::startup::AppState;
@@ -11,7 +11,6 @@ use crate::startup::AppState;
 const READINESS_BOUND: Duration = Duration::from_millis(1500);
 
 /// Liveness: the process answers. Touches no dependency.
-#[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(super::no_store())
@@ -19,7 +18,6 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Readiness: Redis answers a PING within the bound (provider settings were loaded at start).
-#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     match tokio::time::timeout(READINESS_BOUND, state.store.ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok()

@@ -9,6 +9,32 @@ pub mod signin;
 pub mod signout;
 
 use actix_web::http::header::{CacheControl, CacheDirective};
+use actix_web::{web, HttpResponse, Resource};
+
+use crate::error::AppError;
+
+/// Routes that touch no session (outside the session middleware).
+pub fn sessionless(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz", "GET").get(health::healthz))
+        .service(resource("/readyz", "GET").get(health::readyz));
+}
+
+/// Routes that read or write the session.
+pub fn with_session(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/", "GET").get(pages::index))
+        .service(resource("/signin", "GET").get(signin::signin))
+        .service(resource("/redirect", "GET").get(callback::callback))
+        .service(resource("/signout", "POST").post(signout::signout))
+        .service(resource("/auth", "GET").get(forward_auth::forward_auth))
+        .service(resource("/session", "GET").get(session::session));
+}
+
+/// A resource whose other methods get 405 with `Allow`, in the contract's format.
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, AppError>(AppError::MethodNotAllowed(allow))
+    }))
+}
 
 /// Answers that depend on who is signed in must never be cached or shared.
 pub fn no_store() -> CacheControl {

@@ -1,7 +1,7 @@
 //! GET /: the one page people see: "Sign in", or who is signed in with a sign-out button.
 
 use actix_session::Session;
-use actix_web::{get, HttpResponse};
+use actix_web::HttpResponse;
 use askama::Template;
 
 use crate::error::AppError;
@@ -13,7 +13,6 @@ struct Index<'a> {
     email: Option<&'a str>,
 }
 
-#[get("/")]
 pub async fn index(session: Session) -> Result<HttpResponse, AppError> {
     let identity = crate::session::identity(&session);
     let page = Index {

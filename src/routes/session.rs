@@ -1,7 +1,7 @@
 //! GET /session: who is signed in, as JSON. Never a raw token.
 
 use actix_session::Session;
-use actix_web::{get, HttpResponse};
+use actix_web::HttpResponse;
 use serde::Serialize;
 
 use crate::error::AppError;
@@ -15,7 +15,6 @@ struct SessionView<'a> {
     scopes: Vec<String>,
 }
 
-#[get("/session")]
 pub async fn session(session: Session) -> Result<HttpResponse, AppError> {
     let identity = crate::session::identity(&session).ok_or(AppError::Unauthorized)?;
     let tokens = crate::session::tokens(&session);

@@ -1,12 +1,11 @@
 //! GET /signin: start a sign-in and send the browser to the provider.
 
 use actix_web::http::header;
-use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
 use crate::startup::AppState;
 
-#[get("/signin")]
 pub async fn signin(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -2,12 +2,11 @@
 
 use actix_session::Session;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{post, web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
 use crate::startup::AppState;
 
-#[post("/signout")]
 pub async fn signout(
     req: HttpRequest,
     session: Session,

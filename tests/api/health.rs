@@ -1,6 +1,10 @@
 //! Liveness and readiness, and failing closed when Redis is dead or hung.
 
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use url::Url;
 
 use crate::helpers::*;
 
@@ -148,4 +152,132 @@ async fn a_signed_in_cookie_gets_503_not_200_when_redis_is_dead_or_hung() {
         }
     }
     assert!(hole.accepted() >= 1, "the hung Redis was really asked");
+}
+
+/// A TCP relay to the real Redis that can be switched off (existing connections cut, new ones
+/// closed at once) and on again: Redis going away and coming back.
+struct SwitchableRedis {
+    port: u16,
+    /// `None` while down; the open relayed sockets while up.
+    live: Arc<Mutex<Option<Vec<TcpStream>>>>,
+}
+
+impl SwitchableRedis {
+    fn start() -> SwitchableRedis {
+        let target = Url::parse(&redis_url()).expect("redis url");
+        let target = format!(
+            "{}:{}",
+            target.host_str().expect("redis host"),
+            target.port().unwrap_or(6379)
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").expect("relay binds");
+        let port = listener.local_addr().expect("addr").port();
+        let live = Arc::new(Mutex::new(Some(Vec::new())));
+        let relays = live.clone();
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                let mut live = relays.lock().unwrap();
+                let Some(open) = live.as_mut() else {
+                    let _ = inbound.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let Ok(outbound) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+                open.push(inbound);
+                open.push(outbound);
+            }
+        });
+        SwitchableRedis { port, live }
+    }
+
+    /// The app's Redis URL: the real one, through the relay.
+    fn url(&self) -> String {
+        let mut url = Url::parse(&redis_url()).expect("redis url");
+        url.set_host(Some("127.0.0.1")).expect("host");
+        url.set_port(Some(self.port)).expect("port");
+        url.to_string()
+    }
+
+    fn down(&self) {
+        if let Some(open) = self.live.lock().unwrap().take() {
+            for socket in open {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    fn up(&self) {
+        self.live.lock().unwrap().get_or_insert_with(Vec::new);
+    }
+}
+
+impl Drop for SwitchableRedis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Polls `path` until it answers `status`, for at most `bound`.
+async fn eventually(app: &TestApp, path: &str, cookie: Option<&str>, status: u16, bound: Duration) {
+    let deadline = Instant::now() + bound;
+    loop {
+        let mut req = reqwest::Client::new().get(app.url(path));
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        let got = req.send().await.expect("answered").status().as_u16();
+        if got == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still answers {got}, not {status}, after {bound:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_service_fails_closed_while_redis_is_away_and_recovers_when_it_returns() {
+    let redis = SwitchableRedis::start();
+    let app = spawn_app_with_idp(&[("GATEHOUSE__REDIS__URL", &redis.url())]).await;
+    let res = app.sign_in(&app.client, "alice", None).await;
+    assert_eq!(res.status().as_u16(), 303, "signed in through the relay");
+    let cookie = app.cookie_header();
+    assert_eq!(
+        timed_get(&app, "/readyz", None).await.status().as_u16(),
+        200
+    );
+    assert_eq!(
+        timed_get(&app, "/auth", Some(&cookie))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+
+    redis.down();
+    for path in ["/readyz", "/auth", "/session"] {
+        let res = timed_get(&app, path, Some(&cookie)).await;
+        assert_json_error(res, 503, "store_unavailable").await;
+    }
+    assert_eq!(
+        timed_get(&app, "/healthz", None).await.status().as_u16(),
+        200
+    );
+
+    redis.up();
+    eventually(&app, "/readyz", None, 200, DEAD_STORE_BOUND).await;
+    eventually(&app, "/auth", Some(&cookie), 200, DEAD_STORE_BOUND).await;
+    let res = timed_get(&app, "/auth", Some(&cookie)).await;
+    assert_eq!(res.headers()["x-auth-request-user"], "alice");
 }

@@ -2,7 +2,7 @@
 //! whole output is searched for every secret, code and token of that sign-in.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;

@@ -2,10 +2,13 @@
 
 mod helpers;
 
-mod signin_e2e;
-
 mod binary;
+mod concurrency;
+mod docs;
 mod errors;
 mod exchange_faults;
 mod health;
+mod logs;
+mod security;
 mod settings;
+mod signin_e2e;

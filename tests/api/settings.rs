@@ -452,7 +452,6 @@ fn loading_order_is_defaults_then_file_then_environment_file_then_variables() {
 }
 
 #[test]
-#[ignore = "bug: a TOML syntax error in a settings file is reported on several lines (config.rs build_config)"]
 fn an_invalid_settings_file_is_one_line_error() {
     let dir = TempDir::new();
     dir.write("default.toml", "[session\ncookie_name = \n");
@@ -466,7 +465,6 @@ fn an_invalid_settings_file_is_one_line_error() {
 }
 
 #[test]
-#[ignore = "bug: a TOML syntax error on a secret's line echoes the secret in the start-up error (config.rs build_config)"]
 fn a_broken_settings_file_does_not_echo_a_secret() {
     let dir = TempDir::new();
     // An unterminated string: the parser's message quotes the offending line.
