@@ -3,66 +3,15 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 
-/// The binary with exactly these variables (plus PATH) and an empty config directory.
-fn gatehouse(vars: &HashMap<String, String>, config_dir: &TempDir) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GATEHOUSE_CONFIG_DIR", &config_dir.path)
-        .envs(vars)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Kills the child if a test fails before it exits.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Running {
-    /// Polls for the exit, up to `bound`.
-    fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gatehouse did not exit within {bound:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM failed");
-    }
-}
-
 /// Start-up with these settings must fail: returns (exit status, stdout, stderr).
 fn failed_start(vars: &HashMap<String, String>) -> (ExitStatus, String, String) {
     let dir = TempDir::new();
-    let mut child = Running(gatehouse(vars, &dir).spawn().expect("binary starts"));
+    let mut child = Running(gatehouse_binary(vars, &dir).spawn().expect("binary starts"));
     let status = child.wait_exit(Duration::from_secs(5));
     let mut stdout = String::new();
     let mut stderr = String::new();
@@ -161,57 +110,13 @@ fn status_of(port: u16, path: &str) -> u16 {
         .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
 }
 
-/// The binary started with `vars` (JSON logs): its stdout lines arrive on the channel.
-struct Started {
-    child: Running,
-    lines: mpsc::Receiver<String>,
-    port: u16,
-    /// Everything logged up to and including the "listening" line.
-    early: Vec<String>,
-}
-
-fn start(vars: &HashMap<String, String>, dir: &TempDir) -> Started {
-    let mut child = Running(gatehouse(vars, dir).spawn().expect("binary starts"));
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut early = Vec::new();
-    let port = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no \"gatehouse listening\" line; got {early:?}"));
-        early.push(line.clone());
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if json["message"] == "gatehouse listening" {
-            break json["port"].as_u64().expect("a port field") as u16;
-        }
-    };
-    Started {
-        child,
-        lines,
-        port,
-        early,
-    }
-}
-
 #[test]
 fn unknown_variables_are_warned_about_at_start_up() {
     let dir = TempDir::new();
     let mut vars = base_vars();
     vars.insert("GATEHOUSE__LOG__FORMAT".into(), "json".into());
     vars.insert("GATEHOUSE__PROVIDER__CLIENT_SECRTE".into(), "typo".into());
-    let mut started = start(&vars, &dir);
+    let mut started = start_binary(&vars, &dir);
     let warning = started
         .early
         .iter()
@@ -242,7 +147,7 @@ fn sigterm_right_after_the_listening_line_exits_0() {
         let dir = TempDir::new();
         let mut vars = base_vars();
         vars.insert("GATEHOUSE__LOG__FORMAT".into(), "json".into());
-        let mut started = start(&vars, &dir);
+        let mut started = start_binary(&vars, &dir);
         started.child.sigterm();
         let exit = started.child.wait_exit(Duration::from_secs(10));
         assert_eq!(exit.code(), Some(0), "attempt {attempt}: {exit:?}");
@@ -257,7 +162,7 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
     vars.insert("GATEHOUSE__LOG__FORMAT".into(), "json".into());
     vars.insert("GATEHOUSE__REDIS__URL".into(), hole.redis_url());
     let secret = vars["GATEHOUSE__SESSION__SECRET"].clone();
-    let mut started = start(&vars, &dir);
+    let mut started = start_binary(&vars, &dir);
     assert_eq!(hole.accepted(), 0, "Redis is connected lazily");
 
     // Like a reverse proxy: an idle keep-alive connection stays open across the shutdown.
@@ -333,4 +238,29 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
         "{all:?}"
     );
     assert!(all.iter().all(|l| !l.contains(&secret)), "secret logged");
+}
+
+#[test]
+fn pretty_logs_are_human_readable_lines() {
+    let dir = TempDir::new();
+    let mut vars = base_vars();
+    vars.insert("GATEHOUSE__LOG__FORMAT".into(), "pretty".into());
+    let mut child = Running(
+        gatehouse_binary(&vars, &dir)
+            .spawn()
+            .expect("binary starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("gatehouse listening"))
+        .expect("a listening line");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_err(),
+        "not JSON: {line}"
+    );
+    assert!(line.contains("INFO") && line.contains("port="), "{line}");
+    child.sigterm();
+    assert_eq!(child.wait_exit(Duration::from_secs(10)).code(), Some(0));
 }

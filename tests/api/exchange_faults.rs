@@ -629,3 +629,103 @@ async fn each_unacceptable_id_token_is_exchange_failed() {
         assert_signed_out(&app).await;
     }
 }
+
+#[tokio::test]
+async fn without_openid_the_identity_comes_from_userinfo() {
+    let mock = MockServer::start().await;
+    let mut body = token_response(None);
+    body["scope"] = json!("email profile");
+    mount_token(&mock, ResponseTemplate::new(200).set_body_json(body)).await;
+    Mock::given(method("GET"))
+        .and(path("/userinfo"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": 4242, "login": "octo", "email": "octo@example.com", "name": "Octo Cat"
+        })))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let userinfo = format!("{}/userinfo", mock.uri());
+    let app = app_for(
+        &mock,
+        &[
+            ("GATEHOUSE__PROVIDER__SCOPES", "email profile"),
+            ("GATEHOUSE__PROVIDER__USERINFO_URL", &userinfo),
+        ],
+    )
+    .await;
+    let authorize = app.start_sign_in(&app.client, None).await;
+    assert_eq!(
+        query_param(&authorize, "nonce"),
+        None,
+        "no nonce without openid"
+    );
+    let state = query_param(&authorize, "state").expect("state");
+    let res = callback(&app, &state).await;
+    assert_eq!(res.status().as_u16(), 303);
+    let session: serde_json::Value = app.get("/session").await.json().await.expect("json");
+    assert_eq!(session["subject"], "4242");
+    assert_eq!(session["email"], "octo@example.com");
+    assert_eq!(session["scopes"], json!(["email", "profile"]));
+}
+
+#[tokio::test]
+async fn a_failing_userinfo_endpoint_is_exchange_failed() {
+    let mock = MockServer::start().await;
+    mount_token(
+        &mock,
+        ResponseTemplate::new(200).set_body_json(token_response(None)),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/userinfo"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&mock)
+        .await;
+    let userinfo = format!("{}/userinfo", mock.uri());
+    let app = app_for(
+        &mock,
+        &[
+            ("GATEHOUSE__PROVIDER__SCOPES", "email"),
+            ("GATEHOUSE__PROVIDER__USERINFO_URL", &userinfo),
+        ],
+    )
+    .await;
+    let state = query_param(&app.start_sign_in(&app.client, None).await, "state").expect("state");
+    assert_json_error(callback(&app, &state).await, 502, "exchange_failed").await;
+    assert_signed_out(&app).await;
+}
+
+#[tokio::test]
+async fn an_id_token_without_email_is_completed_from_userinfo_for_the_same_subject() {
+    let mock = MockServer::start().await;
+    let app_vars_userinfo = format!("{}/userinfo", mock.uri());
+    Mock::given(method("GET"))
+        .and(path("/userinfo"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "sub": "mock-user", "email": "filled@example.com", "email_verified": true
+        })))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = app_for(
+        &mock,
+        &[("GATEHOUSE__PROVIDER__USERINFO_URL", &app_vars_userinfo)],
+    )
+    .await;
+    let started = start(&app).await;
+    let mut claims = good_claims(&started.nonce);
+    claims.as_object_mut().map(|c| c.remove("email"));
+    mount_token(
+        &mock,
+        ResponseTemplate::new(200).set_body_json(token_response(Some(&jwt(&claims)))),
+    )
+    .await;
+    assert_eq!(callback(&app, &started.state).await.status().as_u16(), 303);
+    let auth = app.get("/auth").await;
+    assert_eq!(auth.headers()["x-auth-request-user"], "mock-user");
+    assert_eq!(auth.headers()["x-auth-request-email"], "filled@example.com");
+}

@@ -5,9 +5,11 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use std::time::Instant;
 
 use gatehouse::config::{Settings, Sources};
 use gatehouse::startup::Application;
@@ -511,4 +513,100 @@ pub async fn assert_json_error(
         "message from {url}: {body}"
     );
     body
+}
+
+// ---- The real binary ----
+
+/// The binary with exactly these variables (plus PATH) and an empty config directory.
+pub fn gatehouse_binary(vars: &HashMap<String, String>, config_dir: &TempDir) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GATEHOUSE_CONFIG_DIR", &config_dir.path)
+        .envs(vars)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Kills the child if a test fails before it exits.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Running {
+    /// Polls for the exit, up to `bound`.
+    pub fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not exit within {bound:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+}
+
+/// The binary started with `vars` (JSON logs): its stdout lines arrive on the channel.
+pub struct Started {
+    pub child: Running,
+    pub lines: mpsc::Receiver<String>,
+    pub port: u16,
+    /// Everything logged up to and including the "listening" line.
+    pub early: Vec<String>,
+}
+
+pub fn start_binary(vars: &HashMap<String, String>, dir: &TempDir) -> Started {
+    let mut child = Running(gatehouse_binary(vars, dir).spawn().expect("binary starts"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut early = Vec::new();
+    let port = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no \"gatehouse listening\" line; got {early:?}"));
+        early.push(line.clone());
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if json["message"] == "gatehouse listening" {
+            break json["port"].as_u64().expect("a port field") as u16;
+        }
+    };
+    Started {
+        child,
+        lines,
+        port,
+        early,
+    }
 }

@@ -1,40 +1,25 @@
 //! Nothing secret reaches the logs: the real binary signs a user in at debug level, and its
 //! whole output is searched for every secret, code and token of that sign-in.
 
-use std::io::Read;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_codes_and_tokens_never_reach_the_logs() {
     let idp = idp();
+    let dir = TempDir::new();
     let mut vars = base_vars();
     vars.insert("GATEHOUSE__PROVIDER__ISSUER".into(), idp.issuer.clone());
     vars.insert("GATEHOUSE__PROVIDER__AUTH_URL".into(), String::new());
     vars.insert("GATEHOUSE__PROVIDER__TOKEN_URL".into(), String::new());
     vars.insert("GATEHOUSE__LOG__FORMAT".into(), "json".into());
+    vars.insert("RUST_LOG".into(), "debug".into());
     let prefix = vars["GATEHOUSE__REDIS__KEY_PREFIX"].clone();
     let session_secret = vars["GATEHOUSE__SESSION__SECRET"].clone();
-    let dir = std::env::temp_dir().join(format!("gatehouse-logs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let log_path = dir.join(format!("{}.log", gatehouse::random::token()));
-    let log_file = std::fs::File::create(&log_path).expect("log file");
+    let mut started = start_binary(&vars, &dir);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .env_clear()
-        .envs(&vars)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "debug")
-        .env("GATEHOUSE_CONFIG_DIR", &dir)
-        .stdout(log_file.try_clone().expect("clone"))
-        .stderr(log_file)
-        .spawn()
-        .expect("binary starts");
-
-    let port = wait_for_port(&log_path).await;
-    let app = TestApp::at(port, prefix, vars.clone());
+    let app = TestApp::at(started.port, prefix, vars.clone());
     let authorize = app.start_sign_in(&app.client, None).await;
     let state = query_param(&authorize, "state").expect("state");
     let nonce = query_param(&authorize, "nonce").expect("nonce");
@@ -64,13 +49,17 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
     let tokens: serde_json::Value = serde_json::from_str(&map["tokens"]).expect("tokens");
     let cookie = app.cookie_header();
 
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
-    let mut logs = String::new();
-    std::fs::File::open(&log_path)
-        .and_then(|mut f| f.read_to_string(&mut logs))
-        .expect("logs readable");
-    let _ = std::fs::remove_file(&log_path);
+    // Stop the binary; its output channel then ends, so this collects every line it wrote.
+    started.child.sigterm();
+    assert_eq!(
+        started.child.wait_exit(Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let mut logs = started.early.join("\n");
+    for line in started.lines.iter() {
+        logs.push('\n');
+        logs.push_str(&line);
+    }
     assert!(
         logs.contains("sign-in completed"),
         "the logs were captured: {logs}"
@@ -97,21 +86,4 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
     for (what, value) in secrets {
         assert!(!logs.contains(&value), "the {what} appears in the logs");
     }
-}
-
-async fn wait_for_port(log_path: &std::path::Path) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(log_path).unwrap_or_default();
-        for line in text.lines().filter(|l| l.contains("gatehouse listening")) {
-            if let Some(port) = serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v["port"].as_u64())
-            {
-                return port as u16;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the binary did not report its port");
 }
