@@ -8,6 +8,7 @@ use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
 use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
 
+use crate::config::SessionSettings;
 use crate::random::token;
 
 #[derive(Clone)]
@@ -15,14 +16,16 @@ pub struct BrowserBinding {
     key: Key,
     cookie_name: String,
     secure: bool,
+    domain: Option<String>,
 }
 
 impl BrowserBinding {
-    pub fn new(key: Key, session_cookie_name: &str, secure: bool) -> Self {
+    pub fn new(key: Key, session: &SessionSettings) -> Self {
         BrowserBinding {
             key,
-            cookie_name: format!("{session_cookie_name}_browser"),
-            secure,
+            cookie_name: format!("{}_browser", session.cookie_name),
+            secure: session.cookie_secure,
+            domain: session.cookie_domain.clone(),
         }
     }
 
@@ -55,14 +58,15 @@ impl BrowserBinding {
 
     fn cookie(&self, id: &str) -> Cookie<'static> {
         let mut jar = CookieJar::new();
-        jar.signed_mut(&self.key).add(
-            Cookie::build(self.cookie_name.clone(), id.to_owned())
-                .http_only(true)
-                .secure(self.secure)
-                .same_site(SameSite::Lax)
-                .path("/")
-                .finish(),
-        );
+        let mut cookie = Cookie::build(self.cookie_name.clone(), id.to_owned())
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .path("/");
+        if let Some(domain) = &self.domain {
+            cookie = cookie.domain(domain.clone());
+        }
+        jar.signed_mut(&self.key).add(cookie.finish());
         jar.delta()
             .next()
             .cloned()

@@ -21,6 +21,7 @@ const MIN_SESSION_SECRET_BYTES: usize = 64;
 pub const KNOWN_KEYS: &[&str] = &[
     "server.bind",
     "server.public_url",
+    "server.allowed_redirect_hosts",
     "provider.issuer",
     "provider.auth_url",
     "provider.token_url",
@@ -38,8 +39,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "session.secret_file",
     "session.cookie_name",
     "session.cookie_secure",
+    "session.cookie_domain",
     "session.ttl_secs",
     "session.signin_ttl_secs",
+    "proxy.trusted",
+    "forward.pass_access_token",
     "log.format",
 ];
 
@@ -63,6 +67,8 @@ pub struct Settings {
     pub provider: ProviderSettings,
     pub redis: RedisSettings,
     pub session: SessionSettings,
+    pub proxy: ProxySettings,
+    pub forward: ForwardSettings,
     pub log: LogSettings,
 }
 
@@ -71,6 +77,48 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     /// Without a trailing slash.
     pub public_url: Url,
+    pub allowed_redirect_hosts: Vec<HostRule>,
+}
+
+/// One `ALLOWED_REDIRECT_HOSTS` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRule {
+    /// Lower-case host, without the leading dot of a suffix rule.
+    pub host: String,
+    /// Also the host's subdomains (`.example.com`).
+    pub suffix: bool,
+    /// `None`: the scheme's default port only.
+    pub port: Option<u16>,
+}
+
+impl HostRule {
+    pub fn parse(entry: &str) -> Option<HostRule> {
+        let entry = entry.trim().to_ascii_lowercase();
+        let (suffix, rest) = match entry.strip_prefix('.') {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, entry),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)),
+            None => (rest, None),
+        };
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .split('.')
+                .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        valid.then_some(HostRule { host, suffix, port })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProxySettings {
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ForwardSettings {
+    pub pass_access_token: bool,
 }
 
 impl ServerSettings {
@@ -79,11 +127,6 @@ impl ServerSettings {
             "{}/redirect",
             self.public_url.as_str().trim_end_matches('/')
         )
-    }
-
-    /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
-    pub fn public_origin(&self) -> String {
-        self.public_url.origin().ascii_serialization()
     }
 }
 
@@ -125,6 +168,8 @@ pub struct SessionSettings {
     pub secret: std::sync::Arc<SecretBox<Vec<u8>>>,
     pub cookie_name: String,
     pub cookie_secure: bool,
+    /// `None`: host-only cookies.
+    pub cookie_domain: Option<String>,
     pub ttl: Duration,
     pub signin_ttl: Duration,
 }
@@ -135,6 +180,7 @@ impl std::fmt::Debug for SessionSettings {
             .field("secret", &"[REDACTED]")
             .field("cookie_name", &self.cookie_name)
             .field("cookie_secure", &self.cookie_secure)
+            .field("cookie_domain", &self.cookie_domain)
             .field("ttl", &self.ttl)
             .field("signin_ttl", &self.signin_ttl)
             .finish()
@@ -215,6 +261,18 @@ impl Settings {
                 "must not have a query or fragment",
             ));
         }
+        let allowed_redirect_hosts = r
+            .list("server.allowed_redirect_hosts")?
+            .iter()
+            .map(|entry| {
+                HostRule::parse(entry).ok_or_else(|| {
+                    invalid(
+                        "server.allowed_redirect_hosts",
+                        format!("has an invalid entry {entry:?} (host, host:port or .suffix)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         let issuer = r.url("provider.issuer")?;
         let mut auth_url = r.url("provider.auth_url")?;
@@ -317,16 +375,40 @@ impl Settings {
                 "may contain only letters, digits, `-`, `_` and `.`",
             ));
         }
+        let cookie_domain = r
+            .optional("session.cookie_domain")
+            .map(|d| d.trim_start_matches('.').to_ascii_lowercase());
+        if let Some(domain) = &cookie_domain {
+            if HostRule::parse(domain).is_none_or(|rule| rule.port.is_some()) {
+                return Err(invalid("session.cookie_domain", "must be a domain such as example.com"));
+            }
+        }
         let session = SessionSettings {
             secret: std::sync::Arc::new(SecretBox::new(Box::new(decoded))),
             cookie_name,
             cookie_secure: r.boolean("session.cookie_secure")?,
+            cookie_domain,
             ttl: Duration::from_secs(r.number("session.ttl_secs", 1, 60 * 60 * 24 * 400)?),
             signin_ttl: Duration::from_secs(r.number(
                 "session.signin_ttl_secs",
                 1,
                 60 * 60 * 24,
             )?),
+        };
+
+        let trusted = r
+            .list("proxy.trusted")?
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| invalid("proxy.trusted", format!("has an invalid entry {entry:?} (CIDR such as 10.0.0.0/8)")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let forward = ForwardSettings {
+            pass_access_token: r.boolean("forward.pass_access_token")?,
         };
 
         let format = match r.required("log.format")?.to_ascii_lowercase().as_str() {
@@ -336,10 +418,16 @@ impl Settings {
         };
 
         Ok(Settings {
-            server: ServerSettings { bind, public_url },
+            server: ServerSettings {
+                bind,
+                public_url,
+                allowed_redirect_hosts,
+            },
             provider,
             redis,
             session,
+            proxy: ProxySettings { trusted },
+            forward,
             log: LogSettings { format },
         })
     }
@@ -434,6 +522,25 @@ impl Reader<'_> {
     fn required(&self, key: &str) -> Result<String, SettingsError> {
         self.optional(key)
             .ok_or_else(|| invalid(key, "is required"))
+    }
+
+    /// A TOML array, or comma-separated text (environment variables). Empty items dropped.
+    fn list(&self, key: &str) -> Result<Vec<String>, SettingsError> {
+        let items = match self.cfg.get_array(key) {
+            Ok(values) => values
+                .into_iter()
+                .map(|v| v.into_string().map_err(|_| invalid(key, "must be a list of strings")))
+                .collect::<Result<Vec<_>, _>>()?,
+            Err(_) => self
+                .optional(key)
+                .map(|text| text.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        };
+        Ok(items
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect())
     }
 
     fn url(&self, key: &str) -> Result<Option<Url>, SettingsError> {

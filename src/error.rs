@@ -28,6 +28,9 @@ pub enum AppError {
     StoreUnavailable,
     #[error("not signed in")]
     Unauthorized,
+    /// Not signed in, on a browser page load: the page sends the browser to this sign-in URL.
+    #[error("not signed in")]
+    SignInRequired(String),
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("no such page")]
@@ -48,7 +51,7 @@ impl AppError {
             AppError::ProviderError(_) => "provider_error",
             AppError::ExchangeFailed => "exchange_failed",
             AppError::StoreUnavailable => "store_unavailable",
-            AppError::Unauthorized => "unauthorized",
+            AppError::Unauthorized | AppError::SignInRequired(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
@@ -85,7 +88,7 @@ impl ResponseError for AppError {
             | AppError::ProviderError(_) => StatusCode::BAD_REQUEST,
             AppError::ExchangeFailed => StatusCode::BAD_GATEWAY,
             AppError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::SignInRequired(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -146,6 +149,9 @@ struct ErrorPage<'a> {
     title: &'a str,
     message: String,
     offer_sign_in: bool,
+    /// Where "Sign in again" leads; with `refresh`, the page goes there by itself.
+    sign_in_url: &'a str,
+    refresh: bool,
 }
 
 fn title(err: &AppError) -> &'static str {
@@ -155,7 +161,7 @@ fn title(err: &AppError) -> &'static str {
         AppError::ProviderError(_) => "The identity provider refused the sign-in",
         AppError::ExchangeFailed => "The identity provider did not answer properly",
         AppError::StoreUnavailable => "Sign-in is unavailable right now",
-        AppError::Unauthorized => "You are not signed in",
+        AppError::Unauthorized | AppError::SignInRequired(_) => "You are not signed in",
         AppError::Forbidden(_) => "That request was refused",
         AppError::NotFound => "Page not found",
         AppError::MethodNotAllowed(_) => "Method not allowed",
@@ -178,12 +184,18 @@ pub fn render(err: &AppError, format: Format) -> HttpResponse {
             .content_type("application/json")
             .body(serde_json::json!({ "error": err.code(), "message": message }).to_string()),
         Format::Html => {
+            let (sign_in_url, refresh) = match err {
+                AppError::SignInRequired(url) => (url.as_str(), true),
+                _ => ("/signin", false),
+            };
             let page = ErrorPage {
                 status: status.as_u16(),
                 code: err.code(),
                 title: title(err),
                 message,
                 offer_sign_in: err.offers_sign_in(),
+                sign_in_url,
+                refresh,
             };
             match page.render() {
                 Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),

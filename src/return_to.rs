@@ -1,40 +1,122 @@
-//! Where a finished sign-in may send the browser: only paths on this service's own origin.
+//! Where a finished sign-in may send the browser: paths on this service's own origin, absolute
+//! URLs on `PUBLIC_URL`'s origin, and absolute URLs on `ALLOWED_REDIRECT_HOSTS`.
 //!
 //! Anything else falls back to `/`. Browsers are lenient (they read `/\host` and `//host` as
 //! other hosts, strip tabs and newlines, and some proxies decode `%2F`), so the rules are
-//! strict: a single leading `/`, no backslash, no control or space characters, nothing that
-//! decodes into those, and the result must still resolve to our own origin.
+//! strict: no backslash, no control, space or non-ASCII characters, nothing that decodes into
+//! those, no userinfo, http(s) only, and the host and port must be listed.
 
 use url::Url;
+
+use crate::config::{HostRule, ServerSettings};
 
 pub const FALLBACK: &str = "/";
 const MAX_LEN: usize = 2048;
 
-pub fn sanitize(candidate: Option<&str>) -> String {
-    candidate
-        .filter(|c| is_safe_local_path(c))
-        .map(str::to_owned)
-        .unwrap_or_else(|| FALLBACK.to_owned())
+#[derive(Debug, Clone)]
+pub struct RedirectPolicy {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+    rules: Vec<HostRule>,
+}
+
+impl RedirectPolicy {
+    pub fn new(server: &ServerSettings) -> Self {
+        let public = &server.public_url;
+        RedirectPolicy {
+            scheme: public.scheme().to_owned(),
+            host: public.host_str().unwrap_or_default().to_ascii_lowercase(),
+            port: public.port_or_known_default(),
+            rules: server.allowed_redirect_hosts.clone(),
+        }
+    }
+
+    /// The validated return_to, or `/`.
+    pub fn sanitize(&self, candidate: Option<&str>) -> String {
+        candidate
+            .and_then(|c| {
+                if c.starts_with('/') {
+                    is_safe_local_path(c).then(|| c.to_owned())
+                } else {
+                    self.allowed_absolute(c)
+                }
+            })
+            .unwrap_or_else(|| FALLBACK.to_owned())
+    }
+
+    /// Whether `origin` (`scheme://host[:port]`, as browsers send in `Origin`) is ours or one
+    /// of the allowed hosts.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        Url::parse(origin).is_ok_and(|u| {
+            u.path() == "/" && u.query().is_none() && self.url_is_allowed(&u)
+        })
+    }
+
+    fn allowed_absolute(&self, raw: &str) -> Option<String> {
+        if raw.len() > MAX_LEN || has_unsafe_bytes(raw) {
+            return None;
+        }
+        let decoded = percent_decode_repeatedly(raw);
+        if has_unsafe_bytes(&decoded) {
+            return None;
+        }
+        // `https:evil.example` parses as https://evil.example/: insist on the `//` ourselves.
+        let lower = raw.to_ascii_lowercase();
+        let rest = lower
+            .strip_prefix("https:")
+            .or_else(|| lower.strip_prefix("http:"))?;
+        if !rest.starts_with("//") {
+            return None;
+        }
+        let authority = rest[2..].split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains(['%', '@']) || authority.is_empty() {
+            return None;
+        }
+        let url = Url::parse(raw).ok()?;
+        self.url_is_allowed(&url).then(|| url.to_string())
+    }
+
+    fn url_is_allowed(&self, url: &Url) -> bool {
+        if !matches!(url.scheme(), "http" | "https")
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return false;
+        }
+        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+            return false;
+        };
+        if url.scheme() == self.scheme && host == self.host && url.port_or_known_default() == self.port {
+            return true;
+        }
+        self.rules.iter().any(|rule| {
+            let host_ok = host == rule.host
+                || (rule.suffix && host.ends_with(&format!(".{}", rule.host)));
+            let port_ok = match rule.port {
+                None => url.port().is_none(),
+                Some(p) => url.port_or_known_default() == Some(p),
+            };
+            host_ok && port_ok
+        })
+    }
+}
+
+fn has_unsafe_bytes(s: &str) -> bool {
+    s.bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\' || b >= 0x80)
 }
 
 fn is_safe_local_path(p: &str) -> bool {
-    if p.is_empty() || p.len() > MAX_LEN || !p.starts_with('/') {
+    if p.is_empty() || p.len() > MAX_LEN || !p.starts_with('/') || p.starts_with("//") {
         return false;
     }
-    if p.bytes()
-        .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\' || b >= 0x80)
-    {
+    if has_unsafe_bytes(p) {
         return false;
     }
     // Decoded forms must be just as harmless: `/%2F%2Fevil`, `/%5Cevil`, `/%09/evil`.
     let decoded = percent_decode_repeatedly(p);
-    if decoded.starts_with("//")
-        || decoded.bytes().any(|b| b == b'\\' || b.is_ascii_control())
-        || decoded.starts_with("/\\")
-    {
-        return false;
-    }
-    if p.starts_with("//") {
+    if decoded.starts_with("//") || decoded.bytes().any(|b| b == b'\\' || b.is_ascii_control()) {
         return false;
     }
     let Ok(base) = Url::parse("http://gatehouse.invalid/") else {
@@ -60,40 +142,65 @@ fn percent_decode_repeatedly(p: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::*;
+    use crate::config::ServerSettings;
 
-    #[test]
-    fn keeps_local_paths() {
-        for ok in ["/", "/app", "/x/y?z=1&w=%20", "/a#frag", "/path;p=1"] {
-            assert_eq!(sanitize(Some(ok)), ok, "{ok}");
-        }
+    fn policy() -> RedirectPolicy {
+        let rules = ["app.example.com", "app.example.com:8443", ".corp.example"]
+            .iter()
+            .map(|r| HostRule::parse(r).expect("rule"))
+            .collect();
+        RedirectPolicy::new(&ServerSettings {
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            public_url: Url::parse("https://auth.example.com").expect("url"),
+            allowed_redirect_hosts: rules,
+        })
     }
 
     #[test]
-    fn refuses_everything_else() {
-        for bad in [
-            "//evil.com",
-            "/\\evil.com",
-            "\\\\evil.com",
-            "https://evil.com",
-            "http:evil.com",
-            "javascript:alert(1)",
-            "%2F%2Fevil.com",
-            "/%2F%2Fevil.com",
-            "/%2f%2fevil.com",
-            "/%5Cevil.com",
-            "/\tevil",
-            "/\n/evil.com",
-            "//user@evil.com",
-            "/%252F%252Fevil.com",
-            "",
-            "evil.com",
-            " /x",
-            "/\u{3000}/evil",
-            "/%09/evil.com",
-        ] {
-            assert_eq!(sanitize(Some(bad)), "/", "{bad:?}");
+    fn keeps_local_paths_and_allowed_urls() {
+        let p = policy();
+        for ok in ["/", "/app", "/x/y?z=1&w=%20", "/a#frag", "/path;p=1", "/.well-known"] {
+            assert_eq!(p.sanitize(Some(ok)), ok, "{ok}");
         }
-        assert_eq!(sanitize(None), "/");
+        for (given, kept) in [
+            ("https://auth.example.com/x?y=1", "https://auth.example.com/x?y=1"),
+            ("https://auth.example.com:443/x", "https://auth.example.com/x"),
+            ("https://app.example.com/page?q=1", "https://app.example.com/page?q=1"),
+            ("https://APP.example.com", "https://app.example.com/"),
+            ("http://app.example.com/", "http://app.example.com/"),
+            ("https://app.example.com:8443/x", "https://app.example.com:8443/x"),
+            ("https://a.corp.example/x", "https://a.corp.example/x"),
+            ("https://deep.a.corp.example/", "https://deep.a.corp.example/"),
+            ("https://corp.example/", "https://corp.example/"),
+        ] {
+            assert_eq!(p.sanitize(Some(given)), kept, "{given}");
+        }
+    }
+
+    /// The open-redirect table (tests/data/open_redirects.jsonl, one JSON string a line).
+    #[test]
+    fn every_open_redirect_payload_falls_back_to_the_home_page() {
+        let table = include_str!("../tests/data/open_redirects.jsonl");
+        let payloads: Vec<String> = table
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON string per line"))
+            .collect();
+        assert!(payloads.len() >= 100, "the table has {} payloads", payloads.len());
+        let p = policy();
+        for payload in &payloads {
+            assert_eq!(p.sanitize(Some(payload)), FALLBACK, "{payload:?}");
+        }
+        assert_eq!(p.sanitize(None), FALLBACK);
+    }
+
+    #[test]
+    fn origins_for_sign_out() {
+        let p = policy();
+        assert!(p.allows_origin("https://auth.example.com"));
+        assert!(p.allows_origin("https://app.example.com"));
+        assert!(!p.allows_origin("https://evil.example"));
+        assert!(!p.allows_origin("null"));
+        assert!(!p.allows_origin("http://auth.example.com"));
     }
 }

@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::identity::{now_unix, Identity, TokenSet};
 use crate::oauth::{Provider, ProviderError};
 use crate::random::token;
-use crate::return_to;
+use crate::return_to::RedirectPolicy;
 use crate::store::pending::{PendingSignIn, PendingSignIns};
 use crate::store::StoreError;
 
@@ -40,6 +40,7 @@ impl From<ProviderError> for AppError {
 pub async fn start(
     provider: &Provider,
     pending: &PendingSignIns,
+    redirects: &RedirectPolicy,
     browser_id: &str,
     requested_return_to: Option<&str>,
 ) -> Result<url::Url, AppError> {
@@ -50,7 +51,7 @@ pub async fn start(
         browser_id: browser_id.to_owned(),
         pkce_verifier: request.pkce_verifier,
         nonce,
-        return_to: return_to::sanitize(requested_return_to),
+        return_to: redirects.sanitize(requested_return_to),
         created_at: now_unix(),
     };
     if !pending.put(&state, &record).await? {

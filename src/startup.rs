@@ -13,10 +13,12 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::BrowserBinding;
-use crate::config::{env_name, Settings};
+use crate::config::{env_name, ForwardSettings, Settings};
 use crate::error::AppError;
 use crate::middleware::contract_errors;
 use crate::oauth::Provider;
+use crate::proxy::TrustedProxies;
+use crate::return_to::RedirectPolicy;
 use crate::routes;
 use crate::store::pending::PendingSignIns;
 use crate::store::sessions::RedisSessionStore;
@@ -32,7 +34,11 @@ pub struct AppState {
     pub pending: PendingSignIns,
     pub provider: Provider,
     pub binding: BrowserBinding,
-    pub public_origin: String,
+    pub redirects: RedirectPolicy,
+    pub proxies: TrustedProxies,
+    pub forward: ForwardSettings,
+    /// Without a trailing slash.
+    pub public_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,12 +88,11 @@ impl Application {
 
         let state = web::Data::new(AppState {
             pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
-            binding: BrowserBinding::new(
-                key.clone(),
-                &settings.session.cookie_name,
-                settings.session.cookie_secure,
-            ),
-            public_origin: settings.server.public_origin(),
+            binding: BrowserBinding::new(key.clone(), &settings.session),
+            redirects: RedirectPolicy::new(&settings.server),
+            proxies: TrustedProxies::new(settings.proxy.trusted.clone()),
+            forward: settings.forward.clone(),
+            public_url: settings.server.public_url.as_str().trim_end_matches('/').to_owned(),
             provider,
             store: store.clone(),
         });
@@ -101,6 +106,7 @@ impl Application {
                 .cookie_http_only(true)
                 .cookie_same_site(SameSite::Lax)
                 .cookie_path("/".to_owned())
+                .cookie_domain(session.cookie_domain.clone())
                 .cookie_content_security(CookieContentSecurity::Signed)
                 // The cookie lives with the browser; Redis enforces the idle lifetime.
                 .session_lifecycle(BrowserSession::default().state_ttl(

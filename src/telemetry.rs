@@ -37,11 +37,18 @@ impl RootSpanBuilder for GatehouseRootSpan {
             .get::<RequestId>()
             .map(|id| id.to_string())
             .unwrap_or_default();
+        // The client's address: X-Forwarded-For only counts from a trusted proxy.
+        let client_ip = request
+            .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+            .and_then(|state| state.proxies.client_ip(request.request()))
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         tracing::info_span!(
             "request",
             method = %request.method(),
             path = %request.path(),
             request_id = %request_id,
+            client_ip = %client_ip,
             status = tracing::field::Empty,
         )
     }

@@ -1,18 +1,56 @@
 //! GET /auth: the reverse proxy asks whether this request's user is signed in.
 
 use actix_session::Session;
-use actix_web::HttpResponse;
+use actix_web::http::header::HeaderValue;
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
+use crate::startup::AppState;
 
-/// 200 with identity headers, or 401. Never a redirect: proxies and XHRs need a status.
-pub async fn forward_auth(session: Session) -> Result<HttpResponse, AppError> {
-    let identity = crate::session::identity(&session).ok_or(AppError::Unauthorized)?;
+/// 200 with identity headers, or 401. Never a redirect: proxies and XHRs need a status. A
+/// browser page load gets a 401 page that leads to sign-in (for proxies such as Traefik and
+/// Caddy that show gatehouse's answer to the browser), returning to the page it asked for
+/// when a trusted proxy said which.
+pub async fn forward_auth(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let Some(identity) = crate::session::identity(&session) else {
+        return Err(not_signed_in(&req, &state));
+    };
     let mut res = HttpResponse::Ok();
-    res.insert_header(super::no_store())
-        .insert_header(("X-Auth-Request-User", identity.subject.as_str()));
-    if let Some(email) = &identity.email {
-        res.insert_header(("X-Auth-Request-Email", email.as_str()));
+    res.insert_header(super::no_store());
+    let mut add = |name: &'static str, value: Option<&str>| {
+        // A value a header cannot carry (control characters) is left out, not a 500.
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            res.insert_header((name, v));
+        }
+    };
+    add("X-Auth-Request-User", Some(&identity.subject));
+    add("X-Auth-Request-Email", identity.email.as_deref());
+    add(
+        "X-Auth-Request-Preferred-Username",
+        identity.preferred_username.as_deref(),
+    );
+    if state.forward.pass_access_token {
+        let tokens = crate::session::tokens(&session);
+        add(
+            "X-Auth-Request-Access-Token",
+            tokens.as_ref().map(|t| t.access_token.expose()),
+        );
     }
     Ok(res.finish())
+}
+
+fn not_signed_in(req: &HttpRequest, state: &AppState) -> AppError {
+    if !crate::navigation::is_browser_navigation(req) {
+        return AppError::Unauthorized;
+    }
+    let mut url = format!("{}/signin", state.public_url);
+    if let Some(original) = state.proxies.original_url(req) {
+        url.push_str("?return_to=");
+        url.extend(url::form_urlencoded::byte_serialize(original.as_bytes()));
+    }
+    AppError::SignInRequired(url)
 }

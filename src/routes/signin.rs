@@ -6,15 +6,31 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::error::AppError;
 use crate::startup::AppState;
 
+/// The page to come back to, set by a proxy (same name as oauth2-proxy's).
+pub const RETURN_TO_HEADER: &str = "x-auth-request-redirect";
+
 pub async fn signin(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let return_to = single_param(req.query_string(), "return_to")?;
+    // A proxy may send an XHR here (nginx's error_page 401): it needs a status, not a page.
+    if crate::navigation::is_api_request(&req) {
+        return Err(AppError::Unauthorized);
+    }
+    let return_to = match single_param(req.query_string(), "return_to")? {
+        Some(rt) => Some(rt),
+        // nginx cannot URL-encode the original URI into a query, so it sends it as a header.
+        None => req
+            .headers()
+            .get(RETURN_TO_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
     let (browser_id, new_cookie) = state.binding.read_or_mint(&req);
     let url = crate::signin::start(
         &state.provider,
         &state.pending,
+        &state.redirects,
         &browser_id,
         return_to.as_deref(),
     )

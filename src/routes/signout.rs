@@ -5,6 +5,7 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
+use crate::return_to::RedirectPolicy;
 use crate::startup::AppState;
 
 pub async fn signout(
@@ -12,7 +13,7 @@ pub async fn signout(
     session: Session,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if !same_origin(req.headers(), &state.public_origin) {
+    if !same_origin(req.headers(), &state.redirects) {
         tracing::warn!("cross-site sign-out refused");
         return Err(AppError::Forbidden(
             "cross-site sign-out requests are refused",
@@ -25,22 +26,21 @@ pub async fn signout(
         .finish())
 }
 
-/// Fetch metadata first, then `Origin`, then `Referer`. A request with none of them comes
+/// Fetch metadata first, then `Origin`, then `Referer`; our origin or an allowed host's. A request with none of them comes
 /// from a non-browser client, which cannot be forged by another site.
-pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
+pub fn same_origin(headers: &HeaderMap, allowed: &RedirectPolicy) -> bool {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
+    let site = text(header::HeaderName::from_static("sec-fetch-site"));
+    if site == Some("cross-site") {
+        return false;
     }
     if let Some(origin) = text(header::ORIGIN) {
-        return origin == public_origin;
+        return allowed.allows_origin(origin);
     }
     if let Some(referer) = text(header::REFERER) {
         return url::Url::parse(referer)
-            .map(|u| u.origin().ascii_serialization() == public_origin)
-            .unwrap_or(false);
+            .is_ok_and(|u| allowed.allows_origin(&u.origin().ascii_serialization()));
     }
-    true
+    // same-site (a sister app under COOKIE_DOMAIN) must prove which site with Origin.
+    site != Some("same-site")
 }

@@ -117,6 +117,33 @@ provider.interactionFinished = (req, res, result, options) => {
   return interactionFinished(req, res, result, options);
 };
 
+// RFC 8252 §7.3: for a loopback redirect URI the port is not part of the match, so a client
+// registered with http://127.0.0.1/redirect (or http://127.0.0.1:8080/redirect) may use
+// http://127.0.0.1:<any port>/redirect. oidc-provider does this only for
+// application_type=native clients, which may register nothing but loopback and custom-scheme
+// URIs (our clients also register http://gatehouse.test/redirect), so the same rule is applied
+// here to every client, for redirect_uri and post_logout_redirect_uri alike. Host, path and
+// query must still match exactly. IDP_LOOPBACK_ANY_PORT=0 restores exact matching.
+const LOOPBACK = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{1,5})?(?=[/?]|$)/;
+const withoutLoopbackPort = (uri) => {
+  const m = typeof uri === 'string' ? LOOPBACK.exec(uri) : null;
+  return m ? `http://${m[1]}${uri.slice(m[0].length)}` : undefined;
+};
+const loopbackAllowed = (value, registered) => {
+  if (registered.includes(value)) return true;
+  const wanted = withoutLoopbackPort(value);
+  return wanted !== undefined && registered.some((uri) => withoutLoopbackPort(uri) === wanted);
+};
+if (env.IDP_LOOPBACK_ANY_PORT !== '0') {
+  const { prototype } = provider.Client;
+  prototype.redirectUriAllowed = function redirectUriAllowed(value) {
+    return loopbackAllowed(value, this.redirectUris);
+  };
+  prototype.postLogoutRedirectUriAllowed = function postLogoutRedirectUriAllowed(value) {
+    return loopbackAllowed(value, this.postLogoutRedirectUris);
+  };
+}
+
 provider.on('server_error', (_ctx, err) => console.error('idp server_error:', err));
 
 const server = createServer(provider.callback());
