@@ -99,14 +99,20 @@ impl HostRule {
             None => (false, entry),
         };
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)),
+            Some((h, p)) => (
+                h.to_owned(),
+                Some(p.parse::<u16>().ok().filter(|p| *p > 0)?),
+            ),
             None => (rest, None),
         };
         let valid = !host.is_empty()
             && host.len() <= 253
-            && host
-                .split('.')
-                .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
         valid.then_some(HostRule { host, suffix, port })
     }
 }
@@ -380,7 +386,10 @@ impl Settings {
             .map(|d| d.trim_start_matches('.').to_ascii_lowercase());
         if let Some(domain) = &cookie_domain {
             if HostRule::parse(domain).is_none_or(|rule| rule.port.is_some()) {
-                return Err(invalid("session.cookie_domain", "must be a domain such as example.com"));
+                return Err(invalid(
+                    "session.cookie_domain",
+                    "must be a domain such as example.com",
+                ));
             }
         }
         let session = SessionSettings {
@@ -404,7 +413,12 @@ impl Settings {
                     .parse::<ipnet::IpNet>()
                     .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                     .map(|net| net.trunc())
-                    .map_err(|_| invalid("proxy.trusted", format!("has an invalid entry {entry:?} (CIDR such as 10.0.0.0/8)")))
+                    .map_err(|_| {
+                        invalid(
+                            "proxy.trusted",
+                            format!("has an invalid entry {entry:?} (CIDR such as 10.0.0.0/8)"),
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let forward = ForwardSettings {
@@ -529,7 +543,10 @@ impl Reader<'_> {
         let items = match self.cfg.get_array(key) {
             Ok(values) => values
                 .into_iter()
-                .map(|v| v.into_string().map_err(|_| invalid(key, "must be a list of strings")))
+                .map(|v| {
+                    v.into_string()
+                        .map_err(|_| invalid(key, "must be a list of strings"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             Err(_) => self
                 .optional(key)

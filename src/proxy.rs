@@ -16,7 +16,10 @@ impl TrustedProxies {
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
         self.nets.iter().any(|net| net.contains(&ip))
@@ -76,5 +79,73 @@ impl TrustedProxies {
             return None;
         }
         Some(format!("{proto}://{host}{uri}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn proxies() -> TrustedProxies {
+        TrustedProxies::new(vec![
+            "10.0.0.0/8".parse().expect("net"),
+            "127.0.0.1/32".parse().expect("net"),
+        ])
+    }
+
+    fn request(peer: &str, headers: &[(&str, &str)]) -> HttpRequest {
+        let mut req = TestRequest::default().peer_addr(peer.parse().expect("addr"));
+        for (k, v) in headers {
+            req = req.insert_header((*k, *v));
+        }
+        req.to_http_request()
+    }
+
+    const FORWARDED: &[(&str, &str)] = &[
+        ("x-forwarded-for", "198.51.100.9, 203.0.113.7, 10.1.2.3"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "app.example.com"),
+        ("x-forwarded-uri", "/x?y=1"),
+    ];
+
+    #[test]
+    fn a_trusted_peer_is_believed() {
+        let req = request("127.0.0.1:5000", FORWARDED);
+        let p = proxies();
+        // The right-most address that is not one of our proxies: 203.0.113.7 (198.51.100.9
+        // was written by the client itself and could be anything).
+        assert_eq!(p.client_ip(&req), Some("203.0.113.7".parse().expect("ip")));
+        assert_eq!(
+            p.original_url(&req).as_deref(),
+            Some("https://app.example.com/x?y=1")
+        );
+    }
+
+    #[test]
+    fn an_untrusted_peer_changes_nothing() {
+        let req = request("192.0.2.50:5000", FORWARDED);
+        let p = proxies();
+        assert_eq!(p.client_ip(&req), Some("192.0.2.50".parse().expect("ip")));
+        assert_eq!(p.original_url(&req), None);
+        let none = TrustedProxies::default();
+        let req = request("127.0.0.1:5000", FORWARDED);
+        assert_eq!(none.client_ip(&req), Some("127.0.0.1".parse().expect("ip")));
+        assert_eq!(none.original_url(&req), None, "trust none by default");
+    }
+
+    #[test]
+    fn garbage_forwarded_values_are_not_used() {
+        let p = proxies();
+        let req = request(
+            "127.0.0.1:5000",
+            &[
+                ("x-forwarded-for", "not-an-ip"),
+                ("x-forwarded-proto", "javascript"),
+                ("x-forwarded-host", "h"),
+            ],
+        );
+        assert_eq!(p.client_ip(&req), Some("127.0.0.1".parse().expect("ip")));
+        assert_eq!(p.original_url(&req), None);
     }
 }

@@ -48,9 +48,8 @@ impl RedirectPolicy {
     /// Whether `origin` (`scheme://host[:port]`, as browsers send in `Origin`) is ours or one
     /// of the allowed hosts.
     pub fn allows_origin(&self, origin: &str) -> bool {
-        Url::parse(origin).is_ok_and(|u| {
-            u.path() == "/" && u.query().is_none() && self.url_is_allowed(&u)
-        })
+        Url::parse(origin)
+            .is_ok_and(|u| u.path() == "/" && u.query().is_none() && self.url_is_allowed(&u))
     }
 
     fn allowed_absolute(&self, raw: &str) -> Option<String> {
@@ -87,12 +86,15 @@ impl RedirectPolicy {
         let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
             return false;
         };
-        if url.scheme() == self.scheme && host == self.host && url.port_or_known_default() == self.port {
+        if url.scheme() == self.scheme
+            && host == self.host
+            && url.port_or_known_default() == self.port
+        {
             return true;
         }
         self.rules.iter().any(|rule| {
-            let host_ok = host == rule.host
-                || (rule.suffix && host.ends_with(&format!(".{}", rule.host)));
+            let host_ok =
+                host == rule.host || (rule.suffix && host.ends_with(&format!(".{}", rule.host)));
             let port_ok = match rule.port {
                 None => url.port().is_none(),
                 Some(p) => url.port_or_known_default() == Some(p),
@@ -160,18 +162,40 @@ mod tests {
     #[test]
     fn keeps_local_paths_and_allowed_urls() {
         let p = policy();
-        for ok in ["/", "/app", "/x/y?z=1&w=%20", "/a#frag", "/path;p=1", "/.well-known"] {
+        for ok in [
+            "/",
+            "/app",
+            "/x/y?z=1&w=%20",
+            "/a#frag",
+            "/path;p=1",
+            "/.well-known",
+        ] {
             assert_eq!(p.sanitize(Some(ok)), ok, "{ok}");
         }
         for (given, kept) in [
-            ("https://auth.example.com/x?y=1", "https://auth.example.com/x?y=1"),
-            ("https://auth.example.com:443/x", "https://auth.example.com/x"),
-            ("https://app.example.com/page?q=1", "https://app.example.com/page?q=1"),
+            (
+                "https://auth.example.com/x?y=1",
+                "https://auth.example.com/x?y=1",
+            ),
+            (
+                "https://auth.example.com:443/x",
+                "https://auth.example.com/x",
+            ),
+            (
+                "https://app.example.com/page?q=1",
+                "https://app.example.com/page?q=1",
+            ),
             ("https://APP.example.com", "https://app.example.com/"),
             ("http://app.example.com/", "http://app.example.com/"),
-            ("https://app.example.com:8443/x", "https://app.example.com:8443/x"),
+            (
+                "https://app.example.com:8443/x",
+                "https://app.example.com:8443/x",
+            ),
             ("https://a.corp.example/x", "https://a.corp.example/x"),
-            ("https://deep.a.corp.example/", "https://deep.a.corp.example/"),
+            (
+                "https://deep.a.corp.example/",
+                "https://deep.a.corp.example/",
+            ),
             ("https://corp.example/", "https://corp.example/"),
         ] {
             assert_eq!(p.sanitize(Some(given)), kept, "{given}");
@@ -186,7 +210,11 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON string per line"))
             .collect();
-        assert!(payloads.len() >= 100, "the table has {} payloads", payloads.len());
+        assert!(
+            payloads.len() >= 100,
+            "the table has {} payloads",
+            payloads.len()
+        );
         let p = policy();
         for payload in &payloads {
             assert_eq!(p.sanitize(Some(payload)), FALLBACK, "{payload:?}");

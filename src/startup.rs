@@ -92,7 +92,12 @@ impl Application {
             redirects: RedirectPolicy::new(&settings.server),
             proxies: TrustedProxies::new(settings.proxy.trusted.clone()),
             forward: settings.forward.clone(),
-            public_url: settings.server.public_url.as_str().trim_end_matches('/').to_owned(),
+            public_url: settings
+                .server
+                .public_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
             provider,
             store: store.clone(),
         });

@@ -22,7 +22,8 @@ pub fn sessionless(cfg: &mut web::ServiceConfig) {
 /// Routes that read or write the session.
 pub fn with_session(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", "GET").get(pages::index))
-        .service(resource("/signin", "GET").get(signin::signin))
+        // Any method: a proxy forwards unauthenticated API calls here too (they get 401).
+        .service(web::resource("/signin").to(signin::signin))
         .service(resource("/redirect", "GET").get(callback::callback))
         .service(resource("/signout", "POST").post(signout::signout))
         .service(resource("/auth", "GET").get(forward_auth::forward_auth))
