@@ -58,6 +58,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    app.wait_for_provider().await;
     // Warm-up: one sign-in, so first-use costs are not in the figures.
     let warm = browser();
     assert_eq!(

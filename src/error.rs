@@ -23,6 +23,9 @@ pub enum AppError {
     /// Token endpoint unreachable, too slow, non-2xx or malformed. Details go to the log only.
     #[error("the identity provider could not complete the sign-in; please try again")]
     ExchangeFailed,
+    /// The provider's settings are not loaded yet (discovery still retrying).
+    #[error("the identity provider is not reachable yet; please try again shortly")]
+    ProviderUnavailable,
     /// Redis unreachable: fail closed.
     #[error("the session store is unavailable; please try again shortly")]
     StoreUnavailable,
@@ -51,6 +54,7 @@ impl AppError {
             AppError::ProviderError(_) => "provider_error",
             AppError::ExchangeFailed => "exchange_failed",
             AppError::StoreUnavailable => "store_unavailable",
+            AppError::ProviderUnavailable => "provider_unavailable",
             AppError::Unauthorized | AppError::SignInRequired(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound => "not_found",
@@ -87,7 +91,9 @@ impl ResponseError for AppError {
             | AppError::InvalidState(_)
             | AppError::ProviderError(_) => StatusCode::BAD_REQUEST,
             AppError::ExchangeFailed => StatusCode::BAD_GATEWAY,
-            AppError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::StoreUnavailable | AppError::ProviderUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Unauthorized | AppError::SignInRequired(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
@@ -160,7 +166,9 @@ fn title(err: &AppError) -> &'static str {
         AppError::InvalidState(_) => "This sign-in link is no longer valid",
         AppError::ProviderError(_) => "The identity provider refused the sign-in",
         AppError::ExchangeFailed => "The identity provider did not answer properly",
-        AppError::StoreUnavailable => "Sign-in is unavailable right now",
+        AppError::StoreUnavailable | AppError::ProviderUnavailable => {
+            "Sign-in is unavailable right now"
+        }
         AppError::Unauthorized | AppError::SignInRequired(_) => "You are not signed in",
         AppError::Forbidden(_) => "That request was refused",
         AppError::NotFound => "Page not found",

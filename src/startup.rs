@@ -2,6 +2,7 @@
 //! app; `run_until_stopped` serves until SIGTERM/SIGINT, letting in-flight requests finish.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::SessionMiddleware;
@@ -16,7 +17,7 @@ use crate::browser::BrowserBinding;
 use crate::config::{env_name, ForwardSettings, Settings};
 use crate::error::AppError;
 use crate::middleware::contract_errors;
-use crate::oauth::Provider;
+use crate::oauth::ProviderSlot;
 use crate::proxy::TrustedProxies;
 use crate::return_to::RedirectPolicy;
 use crate::routes;
@@ -32,7 +33,7 @@ const SHUTDOWN_GRACE_SECS: u64 = 30;
 pub struct AppState {
     pub store: RedisStore,
     pub pending: PendingSignIns,
-    pub provider: Provider,
+    pub provider: Arc<ProviderSlot>,
     pub binding: BrowserBinding,
     pub redirects: RedirectPolicy,
     pub proxies: TrustedProxies,
@@ -75,7 +76,9 @@ impl Application {
         let store = RedisStore::connect(&settings.redis).map_err(|e| {
             StartupError::Setting(format!("{} is not usable: {e}", env_name("redis.url")))
         })?;
-        let provider = Provider::build(settings.provider.clone(), &settings.server)
+        let provider = Arc::new(ProviderSlot::default());
+        provider
+            .start(settings.provider.clone(), settings.server.clone())
             .await
             .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("provider.issuer"))))?;
         let key =
@@ -173,6 +176,13 @@ impl Application {
             handle.stop(true).await;
         });
         Ok(())
+    }
+}
+
+impl AppState {
+    /// The provider, once ready (503 `provider_unavailable` until discovery succeeds).
+    pub fn provider(&self) -> Result<Arc<crate::oauth::Provider>, AppError> {
+        self.provider.get().ok_or(AppError::ProviderUnavailable)
     }
 }
 

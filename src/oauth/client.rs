@@ -106,11 +106,7 @@ impl Provider {
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .build()
             .map_err(|e| ProviderError::Settings(format!("HTTP client: {e}")))?;
-        let needs_discovery = settings.auth_url.is_none()
-            || settings.token_url.is_none()
-            || settings.jwks_url.is_none()
-            || (settings.userinfo_url.is_none() && !settings.wants_openid());
-        if settings.issuer.is_some() && needs_discovery {
+        if Self::needs_discovery(&settings) {
             discovery::fill(&mut settings, &http).await?;
         }
         let auth_url = settings
@@ -144,6 +140,15 @@ impl Provider {
             http,
             settings,
         })
+    }
+
+    /// Whether an issuer is set and some endpoint must come from its discovery document.
+    pub fn needs_discovery(settings: &ProviderSettings) -> bool {
+        settings.issuer.is_some()
+            && (settings.auth_url.is_none()
+                || settings.token_url.is_none()
+                || settings.jwks_url.is_none()
+                || (settings.userinfo_url.is_none() && !settings.wants_openid()))
     }
 
     pub fn settings(&self) -> &ProviderSettings {

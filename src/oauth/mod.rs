@@ -6,6 +6,8 @@
 pub mod client;
 pub mod discovery;
 pub mod id_token;
+pub mod slot;
 pub mod userinfo;
 
 pub use client::{Provider, ProviderError};
+pub use slot::ProviderSlot;

@@ -20,7 +20,7 @@ pub async fn callback(
     let params = parse(req.query_string())?;
     let browser_id = state.binding.read(&req);
     let signed_in = crate::signin::finish(
-        &state.provider,
+        &*state.provider()?,
         &state.pending,
         browser_id.as_deref(),
         params,

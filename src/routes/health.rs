@@ -17,8 +17,10 @@ pub async fn healthz() -> HttpResponse {
         .json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: Redis answers a PING within the bound (provider settings were loaded at start).
+/// Readiness: the provider's settings are in (discovery done) and Redis answers a PING
+/// within the bound.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    state.provider()?;
     match tokio::time::timeout(READINESS_BOUND, state.store.ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok()
             .insert_header(super::no_store())

@@ -28,7 +28,7 @@ pub async fn signin(
     };
     let (browser_id, new_cookie) = state.binding.read_or_mint(&req);
     let url = crate::signin::start(
-        &state.provider,
+        &*state.provider()?,
         &state.pending,
         &state.redirects,
         &browser_id,

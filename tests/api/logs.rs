@@ -20,6 +20,7 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
     let mut started = start_binary(&vars, &dir);
 
     let app = TestApp::at(started.port, prefix, vars.clone());
+    app.wait_for_provider().await;
     let authorize = app.start_sign_in(&app.client, None).await;
     let state = query_param(&authorize, "state").expect("state");
     let nonce = query_param(&authorize, "nonce").expect("nonce");
