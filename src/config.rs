@@ -42,6 +42,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "session.cookie_domain",
     "session.ttl_secs",
     "session.signin_ttl_secs",
+    "session.previous_secrets",
+    "tokens.refresh_before_secs",
+    "tokens.outlive_access_token",
+    "signout.provider_logout",
+    "access.allowed_email_domains",
+    "access.allowed_emails",
+    "access.require_email_verified",
     "proxy.trusted",
     "forward.pass_access_token",
     "log.format",
@@ -69,7 +76,30 @@ pub struct Settings {
     pub session: SessionSettings,
     pub proxy: ProxySettings,
     pub forward: ForwardSettings,
+    pub tokens: TokenSettings,
+    pub signout: SignoutSettings,
+    pub access: AccessSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub refresh_before: Duration,
+    pub outlive_access_token: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SignoutSettings {
+    pub provider_logout: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
+    /// Lower-case, without a leading `@`.
+    pub allowed_email_domains: Vec<String>,
+    /// Lower-case.
+    pub allowed_emails: Vec<String>,
+    pub require_email_verified: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +202,8 @@ pub struct RedisSettings {
 #[derive(Clone)]
 pub struct SessionSettings {
     pub secret: std::sync::Arc<SecretBox<Vec<u8>>>,
+    /// Former secrets, still accepted on incoming cookies.
+    pub previous_secrets: std::sync::Arc<Vec<SecretBox<Vec<u8>>>>,
     pub cookie_name: String,
     pub cookie_secure: bool,
     /// `None`: host-only cookies.
@@ -184,6 +216,10 @@ impl std::fmt::Debug for SessionSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionSettings")
             .field("secret", &"[REDACTED]")
+            .field(
+                "previous_secrets",
+                &format!("[{} REDACTED]", self.previous_secrets.len()),
+            )
             .field("cookie_name", &self.cookie_name)
             .field("cookie_secure", &self.cookie_secure)
             .field("cookie_domain", &self.cookie_domain)
@@ -392,8 +428,24 @@ impl Settings {
                 ));
             }
         }
+        let previous_secrets = r
+            .list("session.previous_secrets")?
+            .iter()
+            .map(|text| {
+                decode_base64(text.as_bytes())
+                    .filter(|bytes| bytes.len() >= MIN_SESSION_SECRET_BYTES)
+                    .map(|bytes| SecretBox::new(Box::new(bytes)))
+                    .ok_or_else(|| {
+                        invalid(
+                            "session.previous_secrets",
+                            "must each be base64 of at least 64 bytes",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let session = SessionSettings {
             secret: std::sync::Arc::new(SecretBox::new(Box::new(decoded))),
+            previous_secrets: std::sync::Arc::new(previous_secrets),
             cookie_name,
             cookie_secure: r.boolean("session.cookie_secure")?,
             cookie_domain,
@@ -424,6 +476,43 @@ impl Settings {
         let forward = ForwardSettings {
             pass_access_token: r.boolean("forward.pass_access_token")?,
         };
+        let tokens = TokenSettings {
+            refresh_before: Duration::from_secs(r.number(
+                "tokens.refresh_before_secs",
+                0,
+                60 * 60 * 24,
+            )?),
+            outlive_access_token: r.boolean("tokens.outlive_access_token")?,
+        };
+        let signout = SignoutSettings {
+            provider_logout: r.boolean("signout.provider_logout")?,
+        };
+        let allowed_email_domains: Vec<String> = r
+            .list("access.allowed_email_domains")?
+            .iter()
+            .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
+            .collect();
+        let allowed_emails: Vec<String> = r
+            .list("access.allowed_emails")?
+            .iter()
+            .map(|e| e.to_ascii_lowercase())
+            .collect();
+        if allowed_emails.iter().any(|e| !e.contains('@')) {
+            return Err(invalid(
+                "access.allowed_emails",
+                "must list email addresses",
+            ));
+        }
+        let any_email_rule = !allowed_email_domains.is_empty() || !allowed_emails.is_empty();
+        let require_email_verified = match r.optional("access.require_email_verified") {
+            None => any_email_rule,
+            Some(_) => r.boolean("access.require_email_verified")?,
+        };
+        let access = AccessSettings {
+            allowed_email_domains,
+            allowed_emails,
+            require_email_verified,
+        };
 
         let format = match r.required("log.format")?.to_ascii_lowercase().as_str() {
             "pretty" => LogFormat::Pretty,
@@ -442,6 +531,9 @@ impl Settings {
             session,
             proxy: ProxySettings { trusted },
             forward,
+            tokens,
+            signout,
+            access,
             log: LogSettings { format },
         })
     }

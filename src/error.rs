@@ -36,6 +36,9 @@ pub enum AppError {
     SignInRequired(String),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The access policy does not admit this user. No session was created.
+    #[error("your account is not allowed to sign in here; ask your administrator for access")]
+    AccessDenied,
     #[error("no such page")]
     NotFound,
     /// Carries the methods the resource does allow (`Allow` header).
@@ -57,6 +60,7 @@ impl AppError {
             AppError::ProviderUnavailable => "provider_unavailable",
             AppError::Unauthorized | AppError::SignInRequired(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
+            AppError::AccessDenied => "access_denied",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
             AppError::Internal => "internal_error",
@@ -95,7 +99,7 @@ impl ResponseError for AppError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AppError::Unauthorized | AppError::SignInRequired(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::AccessDenied => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -171,6 +175,7 @@ fn title(err: &AppError) -> &'static str {
         }
         AppError::Unauthorized | AppError::SignInRequired(_) => "You are not signed in",
         AppError::Forbidden(_) => "That request was refused",
+        AppError::AccessDenied => "You do not have access",
         AppError::NotFound => "Page not found",
         AppError::MethodNotAllowed(_) => "Method not allowed",
         AppError::Internal => "Something went wrong on our side",

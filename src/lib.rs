@@ -1,7 +1,9 @@
 //! gatehouse: an OAuth 2.0 / OpenID Connect sign-in service and forward-auth gateway.
 
+pub mod access;
 pub mod browser;
 pub mod config;
+pub mod cookie_keys;
 pub mod error;
 pub mod identity;
 pub mod middleware;
@@ -9,6 +11,7 @@ pub mod navigation;
 pub mod oauth;
 pub mod proxy;
 pub mod random;
+// pub mod refresh; (waits for Provider::refresh)
 pub mod return_to;
 pub mod routes;
 pub mod session;

@@ -6,7 +6,7 @@ use crate::error::AppError;
 use crate::identity::{Identity, TokenSet};
 
 const IDENTITY: &str = "identity";
-const TOKENS: &str = "tokens";
+pub const TOKENS: &str = "tokens";
 
 /// Who is signed in on this session, if anyone. Unreadable data counts as signed out.
 pub fn identity(session: &Session) -> Option<Identity> {
@@ -15,6 +15,15 @@ pub fn identity(session: &Session) -> Option<Identity> {
 
 pub fn tokens(session: &Session) -> Option<TokenSet> {
     session.get::<TokenSet>(TOKENS).ok().flatten()
+}
+
+/// The id of this session's record in Redis (given by our store on load), for locks and
+/// direct re-reads.
+pub fn key(session: &Session) -> Option<String> {
+    session
+        .get::<String>(crate::store::sessions::KEY_ENTRY)
+        .ok()
+        .flatten()
 }
 
 /// Signs the session in under a NEW session id (no fixation): the old id dies with it.

@@ -14,13 +14,17 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::BrowserBinding;
-use crate::config::{env_name, ForwardSettings, Settings};
+use crate::config::{
+    env_name, AccessSettings, ForwardSettings, Settings, SignoutSettings, TokenSettings,
+};
+use crate::cookie_keys::{rotate_cookie_keys, CookieKeys};
 use crate::error::AppError;
 use crate::middleware::contract_errors;
 use crate::oauth::ProviderSlot;
 use crate::proxy::TrustedProxies;
 use crate::return_to::RedirectPolicy;
 use crate::routes;
+use crate::store::locks::Locks;
 use crate::store::pending::PendingSignIns;
 use crate::store::sessions::RedisSessionStore;
 use crate::store::RedisStore;
@@ -38,6 +42,12 @@ pub struct AppState {
     pub redirects: RedirectPolicy,
     pub proxies: TrustedProxies,
     pub forward: ForwardSettings,
+    pub tokens: TokenSettings,
+    pub access: AccessSettings,
+    pub signout: SignoutSettings,
+    pub sessions: RedisSessionStore,
+    pub locks: Locks,
+    pub cookie_keys: CookieKeys,
     /// Without a trailing slash.
     pub public_url: String,
 }
@@ -95,6 +105,12 @@ impl Application {
             redirects: RedirectPolicy::new(&settings.server),
             proxies: TrustedProxies::new(settings.proxy.trusted.clone()),
             forward: settings.forward.clone(),
+            tokens: settings.tokens.clone(),
+            access: settings.access.clone(),
+            signout: settings.signout.clone(),
+            sessions: RedisSessionStore::new(store.clone(), settings.session.ttl),
+            locks: Locks::new(store.clone()),
+            cookie_keys: CookieKeys::new(key.clone(), &settings.session),
             public_url: settings
                 .server
                 .public_url
@@ -131,6 +147,8 @@ impl Application {
                 .service(
                     web::scope("")
                         .wrap(session_middleware)
+                        // Runs before the session middleware: old-secret cookies re-signed.
+                        .wrap(from_fn(rotate_cookie_keys))
                         .configure(routes::with_session),
                 )
                 .default_service(web::to(not_found))

@@ -26,6 +26,8 @@ pub async fn callback(
         params,
     )
     .await?;
+    // Refused users get a clear 403 and no session.
+    crate::access::check(&state.access, &signed_in.identity)?;
     crate::session::establish(&session, &signed_in.identity, &signed_in.tokens)?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, signed_in.return_to))

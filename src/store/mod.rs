@@ -4,6 +4,7 @@
 //! shared by every worker: it multiplexes commands, bounds every connect and command, and
 //! reconnects by itself when Redis comes back.
 
+pub mod locks;
 pub mod pending;
 pub mod sessions;
 
