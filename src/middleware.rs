@@ -30,7 +30,7 @@ pub async fn contract_errors(
     match next.call(req).await {
         Ok(res) => {
             let mut res = if res.status().as_u16() >= 400 {
-                let err = match res
+                let mut err = match res
                     .response()
                     .error()
                     .and_then(|e| e.as_error::<AppError>())
@@ -38,6 +38,11 @@ pub async fn contract_errors(
                     Some(app) => render(app, format),
                     None => render(&AppError::from_status(res.status()), format),
                 };
+                // Cookies set on the way (a purged session, a replaced cookie) must survive
+                // the re-rendering.
+                for cookie in res.headers().get_all(header::SET_COOKIE) {
+                    err.headers_mut().append(header::SET_COOKIE, cookie.clone());
+                }
                 let res = res.into_response(err);
                 res.map_into_boxed_body()
             } else {
