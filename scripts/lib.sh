@@ -45,6 +45,14 @@ ensure_idp_deps() {
   fi
 }
 
+# ensure_proxies: the nginx binary the tests behind a real nginx start with generated configs
+# (tests/api/nginx.rs), and caddy, whose `caddy adapt` lints deploy/caddy/Caddyfile. Only the
+# binaries are used: the packages' own services are not needed.
+ensure_proxies() {
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+  command -v caddy >/dev/null || apt_install caddy
+}
+
 # ensure_rust_tools: cargo with rustfmt and clippy.
 ensure_rust_tools() {
   command -v cargo >/dev/null || { log "cargo is required (https://rustup.rs)"; return 1; }

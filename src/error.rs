@@ -31,6 +31,10 @@ pub enum AppError {
     StoreUnavailable,
     #[error("not signed in")]
     Unauthorized,
+    /// Not signed in, answering an API call (XHR, JSON client, non-GET) that a proxy sent to
+    /// sign in: always JSON, whatever it accepts.
+    #[error("not signed in")]
+    ApiUnauthorized,
     /// Not signed in, on a browser page load: the page sends the browser to this sign-in URL.
     #[error("not signed in")]
     SignInRequired(String),
@@ -58,7 +62,9 @@ impl AppError {
             AppError::ExchangeFailed => "exchange_failed",
             AppError::StoreUnavailable => "store_unavailable",
             AppError::ProviderUnavailable => "provider_unavailable",
-            AppError::Unauthorized | AppError::SignInRequired(_) => "unauthorized",
+            AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
+                "unauthorized"
+            }
             AppError::Forbidden(_) => "forbidden",
             AppError::AccessDenied => "access_denied",
             AppError::NotFound => "not_found",
@@ -98,7 +104,9 @@ impl ResponseError for AppError {
             AppError::StoreUnavailable | AppError::ProviderUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            AppError::Unauthorized | AppError::SignInRequired(_) => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             AppError::Forbidden(_) | AppError::AccessDenied => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -173,7 +181,9 @@ fn title(err: &AppError) -> &'static str {
         AppError::StoreUnavailable | AppError::ProviderUnavailable => {
             "Sign-in is unavailable right now"
         }
-        AppError::Unauthorized | AppError::SignInRequired(_) => "You are not signed in",
+        AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
+            "You are not signed in"
+        }
         AppError::Forbidden(_) => "That request was refused",
         AppError::AccessDenied => "You do not have access",
         AppError::NotFound => "Page not found",
@@ -184,6 +194,10 @@ fn title(err: &AppError) -> &'static str {
 
 /// The contract's error answer for `err` in the given format.
 pub fn render(err: &AppError, format: Format) -> HttpResponse {
+    let format = match err {
+        AppError::ApiUnauthorized => Format::Json,
+        _ => format,
+    };
     let status = err.status_code();
     let mut builder = HttpResponse::build(status);
     builder.insert_header((header::CACHE_CONTROL, "no-store"));

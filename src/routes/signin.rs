@@ -15,7 +15,7 @@ pub async fn signin(
 ) -> Result<HttpResponse, AppError> {
     // A proxy may send an XHR here (nginx's error_page 401): it needs a status, not a page.
     if crate::navigation::is_api_request(&req) {
-        return Err(AppError::Unauthorized);
+        return Err(AppError::ApiUnauthorized);
     }
     let return_to = match single_param(req.query_string(), "return_to")? {
         Some(rt) => Some(rt),

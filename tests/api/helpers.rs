@@ -114,6 +114,19 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_app_from_vars(vars: HashMap<String, String>) -> TestApp {
+    let app = spawn_app_unready(vars).await;
+    if app
+        .vars
+        .get("GATEHOUSE__PROVIDER__ISSUER")
+        .is_some_and(|i| !i.is_empty())
+    {
+        app.wait_for_provider().await;
+    }
+    app
+}
+
+/// Like `spawn_app_from_vars`, without waiting for discovery.
+pub async fn spawn_app_unready(vars: HashMap<String, String>) -> TestApp {
     let settings = load(vars.clone()).expect("test settings are valid");
     let prefix = settings.redis.key_prefix.clone();
     let app = Application::build(settings).await.expect("app builds");
@@ -173,6 +186,29 @@ impl TestApp {
             vars,
             client,
             jar,
+        }
+    }
+
+    /// Discovery runs in the background: poll readiness until the provider is in (Redis may
+    /// still be down on purpose).
+    pub async fn wait_for_provider(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let res = self
+                .client
+                .get(self.url("/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            if body["error"] != "provider_unavailable" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "provider discovery did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -305,8 +341,16 @@ pub fn idp() -> &'static Idp {
             .current_dir(dir)
             .env("IDP_PORT", port.to_string())
             .env("IDP_EXIT_WITH_STDIN", "1")
-            .env("IDP_REDIRECT_URIS", format!("{PUBLIC_URL}/redirect"))
-            .env("IDP_POST_LOGOUT_REDIRECT_URIS", format!("{PUBLIC_URL}/"))
+            // The loopback URIs match any port (RFC 8252 7.3, see tests/idp): gatehouse
+            // behind a test nginx has PUBLIC_URL http://127.0.0.1:<port>.
+            .env(
+                "IDP_REDIRECT_URIS",
+                format!("{PUBLIC_URL}/redirect,http://127.0.0.1/redirect"),
+            )
+            .env(
+                "IDP_POST_LOGOUT_REDIRECT_URIS",
+                format!("{PUBLIC_URL}/,http://127.0.0.1/"),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -608,5 +652,327 @@ pub fn start_binary(vars: &HashMap<String, String>, dir: &TempDir) -> Started {
         lines,
         port,
         early,
+    }
+}
+
+// ---- Behind a real nginx (deploy/nginx) ----
+
+
+/// Like `idp_login`, for a client whose redirect URI is `callback` (e.g. an nginx origin +
+/// `/redirect`): walks the login and consent forms and returns the callback URL, unvisited.
+pub async fn idp_login_to(
+    client: &reqwest::Client,
+    authorize: &str,
+    login: &str,
+    callback: &str,
+) -> String {
+    let mut url = authorize.to_owned();
+    for _ in 0..10 {
+        if url.starts_with(callback) {
+            return url;
+        }
+        let res = client.get(&url).send().await.expect("provider answered");
+        if res.status().is_redirection() {
+            url = resolve(&url, &location(&res));
+            continue;
+        }
+        assert_eq!(res.status().as_u16(), 200, "provider page at {url}");
+        let body = res.text().await.expect("page body");
+        let form = if body.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", login), ("password", "x")]
+        } else {
+            vec![("prompt", "consent")]
+        };
+        let res = client
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .expect("form posted");
+        assert!(
+            res.status().is_redirection(),
+            "form answered {}",
+            res.status()
+        );
+        url = resolve(&url, &location(&res));
+    }
+    panic!("the provider did not send the browser back to {callback}");
+}
+
+/// A tiny upstream app: answers every request 200 with JSON `{"method", "path" (with the
+/// query), "headers": {every x-auth-request-* and x-forwarded-* header, lower-cased}}`.
+pub struct Echo {
+    pub port: u16,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Echo {
+    pub async fn start() -> Echo {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        async fn echo(req: HttpRequest) -> HttpResponse {
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .filter(|(name, _)| {
+                    name.as_str().starts_with("x-auth-request-")
+                        || name.as_str().starts_with("x-forwarded-")
+                })
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_owned(), serde_json::Value::String(value))
+                })
+                .collect();
+            HttpResponse::Ok().json(serde_json::json!({
+                "method": req.method().as_str(),
+                "path": req.uri().to_string(),
+                "headers": headers,
+            }))
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("echo binds");
+        let port = listener.local_addr().expect("local addr").port();
+        let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .expect("echo listens")
+            .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Echo { port, handle }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        // The stop command is sent now; nobody needs to wait for it to complete.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// The nginx binary: $GATEHOUSE_TEST_NGINX, else `nginx` on PATH or in the usual sbin folders.
+pub fn nginx_binary() -> String {
+    if let Ok(path) = std::env::var("GATEHOUSE_TEST_NGINX") {
+        return path;
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/nginx/sbin"])
+        .map(|dir| std::path::Path::new(dir).join("nginx"))
+        .find(|candidate| candidate.is_file());
+    found
+        .map(|found| found.to_string_lossy().into_owned())
+        .expect(
+            "nginx is not installed: scripts/test installs it (apt-get install nginx), \
+             or set GATEHOUSE_TEST_NGINX to its path",
+        )
+}
+
+pub const NGINX_SNIPPET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/gatehouse.conf");
+pub const NGINX_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/example.conf");
+
+/// The protected `location / { ... }` block of deploy/nginx/example.conf, verbatim.
+pub fn example_protected_location() -> String {
+    let example = std::fs::read_to_string(NGINX_EXAMPLE).expect("example.conf readable");
+    let start = example
+        .find("location / {")
+        .expect("example.conf has a `location / {` block");
+    let mut depth = 0;
+    for (i, c) in example[start..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return example[start..=start + i].to_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("example.conf: `location / {{` is never closed");
+}
+
+/// `nginx -t` on `conf` with prefix `dir`: Ok, or Err(nginx's output).
+pub fn nginx_t(dir: &std::path::Path, conf: &str) -> Result<(), String> {
+    let out = Command::new(nginx_binary())
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .args(["-e", "stderr", "-c", conf])
+        .output()
+        .expect("nginx -t runs");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
+/// The first lines of a generated nginx.conf that keep everything in `dir` (pid, logs,
+/// temp paths), in one process that dies with `kill`, without touching /etc or /var.
+pub fn nginx_main_context(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    let user = if is_root() { "user root;\n" } else { "" };
+    format!(
+        "daemon off;\nmaster_process off;\n{user}pid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n\
+         access_log {d}/access.log;\n\
+         client_body_temp_path {d}/client_body;\n\
+         proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n"
+    )
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A real nginx on 127.0.0.1:`port`, configured like deploy/nginx/example.conf: the shipped
+/// snippet included as-is, example.conf's protected `location /` verbatim, `upstream gatehouse`
+/// with the given instances (round-robin) and `upstream app` the echo. Test-only addition:
+/// every answer carries `X-Gatehouse-Upstream: $upstream_addr`. Killed on drop.
+pub struct Nginx {
+    pub port: u16,
+    pub origin: String,
+    child: Running,
+    dir: TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx and waits until it listens; Err(its error log) when it could not listen
+    /// on `port` (taken meanwhile: the caller picks another and retries). Panics on anything
+    /// else.
+    pub async fn start(port: u16, gatehouse_ports: &[u16], app_port: u16) -> Result<Nginx, String> {
+        let dir = TempDir::new();
+        let servers: String = gatehouse_ports
+            .iter()
+            .map(|p| format!("    server 127.0.0.1:{p};\n"))
+            .collect();
+        let conf = format!(
+            "{main}\
+             upstream gatehouse {{\n{servers}}}\n\
+             upstream app {{\n    server 127.0.0.1:{app_port};\n}}\n\
+             server {{\n\
+             listen 127.0.0.1:{port};\n\
+             server_name app.test;\n\
+             add_header X-Gatehouse-Upstream $upstream_addr always;\n\
+             include {NGINX_SNIPPET};\n\
+             {location}\n\
+             }}\n}}\n",
+            main = nginx_main_context(&dir.path),
+            location = example_protected_location(),
+        );
+        let conf = dir.write("nginx.conf", &conf);
+        if let Err(out) = nginx_t(&dir.path, &conf) {
+            panic!("nginx -t refused the generated config:\n{out}");
+        }
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(&dir.path)
+            .args(["-e", "stderr", "-c", &conf])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let mut nginx = Nginx {
+            port,
+            origin: format!("http://127.0.0.1:{port}"),
+            child: Running(child),
+            dir,
+        };
+        for _ in 0..500 {
+            if let Ok(Some(status)) = nginx.child.0.try_wait() {
+                let log = nginx.error_log();
+                if log.contains("Address already in use") {
+                    return Err(log);
+                }
+                panic!("nginx exited ({status}):\n{log}");
+            }
+            // nginx writes its pid file once its listening sockets are bound. (A connect
+            // would not do: whoever took the port meanwhile would answer it.)
+            let pid = std::fs::read_to_string(nginx.dir.path.join("nginx.pid"));
+            if pid.is_ok_and(|p| p.trim() == nginx.child.0.id().to_string()) {
+                return Ok(nginx);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("nginx did not listen on {port}:\n{}", nginx.error_log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.origin, path)
+    }
+
+    /// nginx's error log so far (to explain a failure).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path.join("error.log")).unwrap_or_default()
+    }
+}
+
+/// gatehouse instances behind one real nginx, as deployed: PUBLIC_URL = nginx's origin,
+/// GATEHOUSE__PROXY__TRUSTED = 127.0.0.1/32, the loopback development provider, and with
+/// several instances one session secret and one Redis prefix.
+pub struct BehindNginx {
+    pub apps: Vec<TestApp>,
+    pub echo: Echo,
+    pub nginx: Nginx,
+}
+
+pub async fn behind_nginx(instances: usize, overrides: &[(&str, &str)]) -> BehindNginx {
+    // nginx's port is chosen first (gatehouse's PUBLIC_URL names it, nginx's config names
+    // gatehouse's ports), so another test may take it meanwhile: then everything starts again.
+    let mut last = String::new();
+    for _ in 0..3 {
+        match try_behind_nginx(instances, overrides).await {
+            Ok(stack) => return stack,
+            Err(log) => last = log,
+        }
+    }
+    panic!("nginx never got a free port:\n{last}");
+}
+
+async fn try_behind_nginx(
+    instances: usize,
+    overrides: &[(&str, &str)],
+) -> Result<BehindNginx, String> {
+    let issuer = idp().issuer.clone();
+    let port = dead_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("GATEHOUSE__PROVIDER__ISSUER", &issuer),
+        ("GATEHOUSE__PROVIDER__AUTH_URL", ""),
+        ("GATEHOUSE__PROVIDER__TOKEN_URL", ""),
+        ("GATEHOUSE__SERVER__PUBLIC_URL", &origin),
+        ("GATEHOUSE__PROXY__TRUSTED", "127.0.0.1/32"),
+    ];
+    vars.extend_from_slice(overrides);
+    let first = spawn_app_with(&vars).await;
+    let secret = first.vars["GATEHOUSE__SESSION__SECRET"].clone();
+    let prefix = first.prefix.clone();
+    vars.push(("GATEHOUSE__SESSION__SECRET", &secret));
+    vars.push(("GATEHOUSE__REDIS__KEY_PREFIX", &prefix));
+    let mut apps = vec![first];
+    for _ in 1..instances {
+        apps.push(spawn_app_with(&vars).await);
+    }
+    let echo = Echo::start().await;
+    let ports: Vec<u16> = apps.iter().map(|a| a.port).collect();
+    let nginx = Nginx::start(port, &ports, echo.port).await?;
+    Ok(BehindNginx { apps, echo, nginx })
+}
+
+impl BehindNginx {
+    pub fn url(&self, path: &str) -> String {
+        self.nginx.url(path)
     }
 }

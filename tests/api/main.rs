@@ -2,13 +2,17 @@
 
 mod helpers;
 
+mod access_and_keys;
 mod binary;
 mod concurrency;
+mod discovery;
 mod docs;
 mod errors;
 mod exchange_faults;
 mod health;
 mod logs;
+mod nginx;
+mod proxy;
 mod security;
 mod settings;
 mod signin_e2e;

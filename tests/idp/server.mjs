@@ -1,6 +1,7 @@
 // Development OpenID provider for gatehouse tests and the demo.
 // NOT for production: accepts any login/password and keeps everything in memory.
 import { createServer } from 'node:http';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const env = process.env;
@@ -22,6 +23,14 @@ const redirectUris = list(env.IDP_REDIRECT_URIS
 const postLogoutRedirectUris = list(env.IDP_POST_LOGOUT_REDIRECT_URIS
   || 'http://127.0.0.1:8080/,http://gatehouse.test/');
 const accessTokenTtl = Number(env.IDP_ACCESS_TOKEN_TTL || 3600);
+
+// IDP_FRESH_KEY=1: sign with a new RSA key (random kid) made at start instead of the built-in
+// development key, so a restarted provider has rotated its keys (gatehouse's key-rotation test).
+let jwks;
+if (env.IDP_FRESH_KEY === '1') {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  jwks = { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'RS256', use: 'sig' }] };
+}
 
 // Plain http redirect URIs (127.0.0.1 and the fake host gatehouse.test) are
 // accepted as-is: oidc-provider only forces https for web clients using the
@@ -106,6 +115,7 @@ const provider = new Provider(issuer, {
     Grant: 14 * 24 * 3600,
   },
   cookies: { keys: ['gatehouse-dev-cookie-key-not-secret'] },
+  ...(jwks ? { jwks } : {}),
 });
 
 // The dev login form stores the raw login as the session's accountId, and the
