@@ -11,7 +11,7 @@ pub mod navigation;
 pub mod oauth;
 pub mod proxy;
 pub mod random;
-// pub mod refresh; (waits for Provider::refresh)
+pub mod refresh;
 pub mod return_to;
 pub mod routes;
 pub mod session;

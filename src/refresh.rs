@@ -54,7 +54,11 @@ pub async fn ensure_fresh(session: &Session, state: &AppState) -> Result<Outcome
         return Ok(Outcome::Ended);
     }
     let (Some(key), Some(provider)) = (session::key(session), state.provider.get()) else {
-        return Ok(if still_valid { Outcome::Live } else { Outcome::Ended });
+        return Ok(if still_valid {
+            Outcome::Live
+        } else {
+            Outcome::Ended
+        });
     };
     let lease_time = provider.settings().timeout + LEASE_MARGIN;
     match state.locks.try_acquire(&key, lease_time).await? {
@@ -99,7 +103,11 @@ async fn refresh_holding_lease(
         return Err(e);
     }
     let Some(refresh_token) = current.refresh_token.clone() else {
-        return Ok(if now_unix() < seen_expires_at { Outcome::Live } else { Outcome::Ended });
+        return Ok(if now_unix() < seen_expires_at {
+            Outcome::Live
+        } else {
+            Outcome::Ended
+        });
     };
     match provider.refresh(&refresh_token, &identity.subject).await {
         Ok(fresh) => {
@@ -109,7 +117,11 @@ async fn refresh_holding_lease(
                 refresh_token: fresh.refresh_token.or(current.refresh_token),
                 id_token: fresh.id_token.or(current.id_token),
                 expires_at: fresh.expires_at,
-                scopes: if fresh.scopes.is_empty() { current.scopes } else { fresh.scopes },
+                scopes: if fresh.scopes.is_empty() {
+                    current.scopes
+                } else {
+                    fresh.scopes
+                },
             };
             let encoded = serde_json::to_string(&merged).map_err(|_| AppError::Internal)?;
             stored.insert(session::TOKENS.to_owned(), encoded);
@@ -128,7 +140,11 @@ async fn refresh_holding_lease(
         Err(e) => {
             // A provider outage must not log anyone out before their token actually expires.
             tracing::warn!(reason = %e, "refresh failed; keeping the session while the token lasts");
-            Ok(if now_unix() < seen_expires_at { Outcome::Live } else { Outcome::Ended })
+            Ok(if now_unix() < seen_expires_at {
+                Outcome::Live
+            } else {
+                Outcome::Ended
+            })
         }
     }
 }

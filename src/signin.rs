@@ -78,8 +78,8 @@ pub struct SignedIn {
     pub return_to: String,
 }
 
-/// Finishes a sign-in. Order: state (redeemed once, bound to this browser) → iss → provider
-/// error → code exchange. No code is exchanged before the state checks out.
+/// Finishes a sign-in. Order: state (redeemed once, bound to this browser) → iss (RFC 9207) →
+/// provider error → code exchange. No code is exchanged before the state checks out.
 pub async fn finish(
     provider: &Provider,
     pending: &PendingSignIns,
@@ -103,13 +103,22 @@ pub async fn finish(
             "this sign-in was started in another browser or tab session",
         ));
     }
-    if let (Some(iss), Some(expected)) = (callback.iss.as_deref(), provider.issuer()) {
-        if iss.trim_end_matches('/') != expected {
+    // RFC 9207 (mix-up defence): a present `iss` must be our issuer; and when the provider
+    // advertises that it always sends one, a callback without it did not come from it.
+    match (callback.iss.as_deref(), provider.issuer()) {
+        (Some(iss), Some(expected)) if iss.trim_end_matches('/') != expected => {
             tracing::warn!("callback iss does not match the configured issuer");
             return Err(AppError::InvalidRequest(
                 "the `iss` parameter does not match the identity provider".into(),
             ));
         }
+        (None, _) if provider.requires_iss() => {
+            tracing::warn!("callback lacks the iss parameter the provider always sends");
+            return Err(AppError::InvalidRequest(
+                "the `iss` parameter is missing (the identity provider always sends it)".into(),
+            ));
+        }
+        _ => {}
     }
     if let Some(error) = callback.error {
         let mut message = error;

@@ -1,4 +1,5 @@
-//! OpenID Connect discovery: fills the endpoint URLs that were not set explicitly.
+//! OpenID Connect discovery: fills the endpoint URLs that were not set explicitly, and reports
+//! what has no setting of its own (revocation, end session, RFC 9207 support).
 
 use serde::Deserialize;
 use url::Url;
@@ -13,6 +14,18 @@ struct Document {
     token_endpoint: Option<String>,
     userinfo_endpoint: Option<String>,
     jwks_uri: Option<String>,
+    revocation_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
+    authorization_response_iss_parameter_supported: Option<bool>,
+}
+
+/// What discovery found beyond the settings it fills.
+#[derive(Debug, Default, Clone)]
+pub struct Discovered {
+    pub revocation_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    /// RFC 9207: the provider puts `iss` in every authorization response.
+    pub iss_parameter_supported: bool,
 }
 
 /// Fetches `<issuer>/.well-known/openid-configuration` once and fills the gaps in `settings`.
@@ -20,9 +33,9 @@ struct Document {
 pub async fn fill(
     settings: &mut ProviderSettings,
     http: &oauth2::reqwest::Client,
-) -> Result<(), ProviderError> {
+) -> Result<Discovered, ProviderError> {
     let Some(issuer) = settings.issuer.clone() else {
-        return Ok(());
+        return Ok(Discovered::default());
     };
     let url = format!(
         "{}/.well-known/openid-configuration",
@@ -40,6 +53,8 @@ pub async fn fill(
         .bytes()
         .await
         .map_err(ProviderError::from_reqwest)?;
+    // A wrongly typed member (say `"authorization_response_iss_parameter_supported": "yes"`)
+    // fails the document: guessing could switch a protection off. Absent or null: false.
     let doc: Document = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::Malformed(format!("discovery document: {e}")))?;
     if doc.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
@@ -66,5 +81,11 @@ pub async fn fill(
             "discovery document lacks authorization or token endpoint".into(),
         ));
     }
-    Ok(())
+    Ok(Discovered {
+        revocation_endpoint: parse(doc.revocation_endpoint),
+        end_session_endpoint: parse(doc.end_session_endpoint),
+        iss_parameter_supported: doc
+            .authorization_response_iss_parameter_supported
+            .unwrap_or(false),
+    })
 }

@@ -1,4 +1,5 @@
-//! The provider: authorize URL, token exchange, identity (ID token or userinfo), discovery.
+//! The provider: authorize URL, token exchange and refresh, identity (ID token verified against
+//! the provider's JWKS, or userinfo), revocation, end-session URL, discovery.
 //!
 //! Every call to the provider goes through one HTTP client that follows no redirects and is
 //! bounded by `PROVIDER__TIMEOUT_SECS`. Errors carry what the log needs, never a code or token.
@@ -6,6 +7,7 @@
 pub mod client;
 pub mod discovery;
 pub mod id_token;
+pub mod jwks;
 pub mod slot;
 pub mod userinfo;
 

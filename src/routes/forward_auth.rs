@@ -5,6 +5,7 @@ use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
+use crate::refresh::Outcome;
 use crate::startup::AppState;
 
 /// 200 with identity headers, or 401. Never a redirect: proxies and XHRs need a status. A
@@ -19,6 +20,10 @@ pub async fn forward_auth(
     let Some(identity) = crate::session::identity(&session) else {
         return Err(not_signed_in(&req, &state));
     };
+    // Usually nothing to do; near expiry, one refresh per session across instances.
+    if crate::refresh::ensure_fresh(&session, &state).await? == Outcome::Ended {
+        return Err(not_signed_in(&req, &state));
+    }
     let mut res = HttpResponse::Ok();
     res.insert_header(super::no_store());
     let mut add = |name: &'static str, value: Option<&str>| {

@@ -1,10 +1,12 @@
 //! GET /session: who is signed in, as JSON. Never a raw token.
 
 use actix_session::Session;
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use crate::error::AppError;
+use crate::refresh::Outcome;
+use crate::startup::AppState;
 
 #[derive(Serialize)]
 struct SessionView<'a> {
@@ -15,8 +17,14 @@ struct SessionView<'a> {
     scopes: Vec<String>,
 }
 
-pub async fn session(session: Session) -> Result<HttpResponse, AppError> {
+pub async fn session(
+    session: Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
     let identity = crate::session::identity(&session).ok_or(AppError::Unauthorized)?;
+    if crate::refresh::ensure_fresh(&session, &state).await? == Outcome::Ended {
+        return Err(AppError::Unauthorized);
+    }
     let tokens = crate::session::tokens(&session);
     let view = SessionView {
         subject: &identity.subject,

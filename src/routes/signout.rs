@@ -19,9 +19,30 @@ pub async fn signout(
             "cross-site sign-out requests are refused",
         ));
     }
+    let tokens = crate::session::tokens(&session);
+    let provider = state.provider.get();
+    if let (Some(provider), Some(refresh)) = (
+        &provider,
+        tokens.as_ref().and_then(|t| t.refresh_token.as_ref()),
+    ) {
+        // Best effort: a provider that cannot be reached must not keep anyone signed in here.
+        match provider.revoke(refresh).await {
+            Ok(true) => tracing::info!("refresh token revoked at sign-out"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(reason = %e, "revocation at sign-out failed"),
+        }
+    }
     crate::session::end(&session);
+    let mut location = "/".to_owned();
+    if state.signout.provider_logout {
+        let back = format!("{}/", state.public_url);
+        let hint = tokens.as_ref().and_then(|t| t.id_token.as_ref());
+        if let Some(url) = provider.and_then(|p| p.end_session_url(hint, &back)) {
+            location = url.to_string();
+        }
+    }
     Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/"))
+        .insert_header((header::LOCATION, location))
         .insert_header(super::no_store())
         .finish())
 }

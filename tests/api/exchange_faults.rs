@@ -11,15 +11,20 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
+use crate::id_tokens::{mount_jwks, signed, test_jwk, TEST_KID};
 
 const ACCESS_TOKEN: &str = "at-secret-3b9d1f";
 const REFRESH_TOKEN: &str = "rt-secret-77c0e2";
 
-/// An app whose token endpoint is `<mock>/token` (timeout 2 s), plus `overrides`.
+/// An app whose token endpoint is `<mock>/token` (timeout 2 s) and whose JWKS is the mock's
+/// `/jwks` (the test-only key, mounted here), plus `overrides`.
 async fn app_for(mock: &MockServer, overrides: &[(&str, &str)]) -> TestApp {
+    mount_jwks(mock, vec![test_jwk(TEST_KID)]).await;
     let token_url = format!("{}/token", mock.uri());
+    let jwks_url = format!("{}/jwks", mock.uri());
     let mut vars = vec![
         ("GATEHOUSE__PROVIDER__TOKEN_URL", token_url.as_str()),
+        ("GATEHOUSE__PROVIDER__JWKS_URL", jwks_url.as_str()),
         ("GATEHOUSE__PROVIDER__TIMEOUT_SECS", "2"),
     ];
     vars.extend_from_slice(overrides);
@@ -66,11 +71,12 @@ fn b64url(bytes: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A well-formed JWT with these claims (the signature is not checked yet: see id_token.rs).
+/// An ID token with these claims, RS256-signed by the test-only key the mock's `/jwks` serves.
 fn jwt(claims: &serde_json::Value) -> String {
-    jwt_with_header(&json!({"alg": "RS256", "typ": "JWT"}), claims)
+    signed(claims)
 }
 
+/// A token with this header and a signature that is not one (for `alg: none`).
 fn jwt_with_header(header: &serde_json::Value, claims: &serde_json::Value) -> String {
     format!(
         "{}.{}.{}",
@@ -615,6 +621,7 @@ async fn each_unacceptable_id_token_is_exchange_failed() {
     ];
     for (name, make) in cases {
         mock.reset().await;
+        mount_jwks(&mock, vec![test_jwk(TEST_KID)]).await;
         let started = start(&app).await;
         let id_token = make(&started.nonce);
         mount_token(

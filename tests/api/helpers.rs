@@ -657,7 +657,6 @@ pub fn start_binary(vars: &HashMap<String, String>, dir: &TempDir) -> Started {
 
 // ---- Behind a real nginx (deploy/nginx) ----
 
-
 /// Like `idp_login`, for a client whose redirect URI is `callback` (e.g. an nginx origin +
 /// `/redirect`): walks the login and consent forms and returns the callback URL, unvisited.
 pub async fn idp_login_to(

@@ -10,6 +10,7 @@ mod docs;
 mod errors;
 mod exchange_faults;
 mod health;
+mod id_tokens;
 mod logs;
 mod nginx;
 mod proxy;
