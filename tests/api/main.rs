@@ -14,6 +14,7 @@ mod id_tokens;
 mod logs;
 mod nginx;
 mod proxy;
+mod refresh;
 mod security;
 mod settings;
 mod signin_e2e;
