@@ -35,6 +35,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "provider.timeout_secs",
     "redis.url",
     "redis.key_prefix",
+    "redis.ca_file",
+    "redis.cluster",
+    "redis.cluster_nodes",
     "session.secret",
     "session.secret_file",
     "session.cookie_name",
@@ -51,6 +54,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "access.require_email_verified",
     "proxy.trusted",
     "forward.pass_access_token",
+    "metrics.bind",
     "log.format",
 ];
 
@@ -79,7 +83,14 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub signout: SignoutSettings,
     pub access: AccessSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// A separate listener for /metrics; None: served on the main one.
+    pub bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +208,17 @@ pub struct RedisSettings {
     /// May carry a password, hence secret.
     pub url: SecretString,
     pub key_prefix: String,
+    /// CA bundle for `rediss://` (None: system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Seed nodes when Redis runs as a cluster (empty: a single server at `url`). May carry
+    /// passwords, hence secret.
+    pub cluster_nodes: Vec<SecretString>,
+}
+
+impl RedisSettings {
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty()
+    }
 }
 
 #[derive(Clone)]
@@ -388,9 +410,28 @@ impl Settings {
             Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {}
             _ => return Err(invalid("redis.url", "must be a redis:// or rediss:// URL")),
         }
+        let redis_url_ok = |u: &str| matches!(Url::parse(u), Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some());
+        let ca_file = r.optional("redis.ca_file").map(PathBuf::from);
+        if let Some(path) = &ca_file {
+            if !path.is_file() {
+                return Err(invalid("redis.ca_file", "must name a readable PEM file"));
+            }
+        }
+        let mut cluster_nodes = r.list("redis.cluster_nodes")?;
+        if cluster_nodes.iter().any(|n| !redis_url_ok(n)) {
+            return Err(invalid(
+                "redis.cluster_nodes",
+                "must list redis:// or rediss:// URLs",
+            ));
+        }
+        if cluster_nodes.is_empty() && r.boolean("redis.cluster")? {
+            cluster_nodes.push(redis_url.clone());
+        }
         let redis = RedisSettings {
             url: SecretString::from(redis_url),
             key_prefix: r.optional("redis.key_prefix").unwrap_or_default(),
+            ca_file,
+            cluster_nodes: cluster_nodes.into_iter().map(SecretString::from).collect(),
         };
 
         let secret = r.secret("session.secret")?.ok_or_else(|| {
@@ -514,6 +555,15 @@ impl Settings {
             require_email_verified,
         };
 
+        let metrics = MetricsSettings {
+            bind: match r.optional("metrics.bind") {
+                None => None,
+                Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                    invalid("metrics.bind", "must be an address such as 127.0.0.1:9100")
+                })?),
+            },
+        };
+
         let format = match r.required("log.format")?.to_ascii_lowercase().as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -534,6 +584,7 @@ impl Settings {
             tokens,
             signout,
             access,
+            metrics,
             log: LogSettings { format },
         })
     }
