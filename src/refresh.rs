@@ -129,15 +129,18 @@ async fn refresh_holding_lease(
                 return Ok(Outcome::Ended);
             }
             adopt(session, &merged)?;
+            state.metrics.refreshed("ok");
             tracing::info!(subject = %identity.subject, "access token refreshed");
             Ok(Outcome::Live)
         }
         Err(ProviderError::ErrorResponse(code)) if code == "invalid_grant" => {
+            state.metrics.refreshed("invalid_grant");
             tracing::info!("refresh token refused (invalid_grant): session ended");
             end_everywhere(session, state, key).await?;
             Ok(Outcome::Ended)
         }
         Err(e) => {
+            state.metrics.refreshed("failed");
             // A provider outage must not log anyone out before their token actually expires.
             tracing::warn!(reason = %e, "refresh failed; keeping the session while the token lasts");
             Ok(if now_unix() < seen_expires_at {

@@ -19,6 +19,7 @@ use crate::config::{
 };
 use crate::cookie_keys::{rotate_cookie_keys, CookieKeys};
 use crate::error::AppError;
+use crate::metrics::Metrics;
 use crate::middleware::contract_errors;
 use crate::oauth::ProviderSlot;
 use crate::proxy::TrustedProxies;
@@ -48,6 +49,7 @@ pub struct AppState {
     pub sessions: RedisSessionStore,
     pub locks: Locks,
     pub cookie_keys: CookieKeys,
+    pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
     pub public_url: String,
 }
@@ -66,6 +68,9 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// /metrics on its own listener (METRICS__BIND), when configured.
+    metrics_server: Option<Server>,
+    metrics_port: Option<u16>,
 }
 
 impl Application {
@@ -99,6 +104,9 @@ impl Application {
                 ))
             })?;
 
+        let metrics = web::Data::new(
+            Metrics::new().map_err(|e| StartupError::Setting(format!("metrics: {e}")))?,
+        );
         let state = web::Data::new(AppState {
             pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
             binding: BrowserBinding::new(key.clone(), &settings.session),
@@ -111,6 +119,7 @@ impl Application {
             sessions: RedisSessionStore::new(store.clone(), settings.session.ttl),
             locks: Locks::new(store.clone()),
             cookie_keys: CookieKeys::new(key.clone(), &settings.session),
+            metrics: metrics.clone(),
             public_url: settings
                 .server
                 .public_url
@@ -122,6 +131,8 @@ impl Application {
         });
         let session_store = RedisSessionStore::new(store, settings.session.ttl);
         let session = settings.session.clone();
+        let metrics_on_main = settings.metrics.bind.is_none();
+        let metrics_for_app = metrics.clone();
 
         let server = HttpServer::new(move || {
             let session_middleware = SessionMiddleware::builder(session_store.clone(), key.clone())
@@ -137,21 +148,28 @@ impl Application {
                     actix_web::cookie::time::Duration::seconds(session.ttl.as_secs() as i64),
                 ))
                 .build();
-            App::new()
+            let app = App::new()
                 .wrap(from_fn(contract_errors))
+                .wrap(from_fn(crate::metrics::record))
                 .wrap(TracingLogger::<GatehouseRootSpan>::new())
                 .app_data(state.clone())
+                .app_data(metrics_for_app.clone())
                 .app_data(web::QueryConfig::default())
                 // Health routes sit outside the session middleware: they touch no session.
-                .configure(routes::sessionless)
-                .service(
-                    web::scope("")
-                        .wrap(session_middleware)
-                        // Runs before the session middleware: old-secret cookies re-signed.
-                        .wrap(from_fn(rotate_cookie_keys))
-                        .configure(routes::with_session),
-                )
-                .default_service(web::to(not_found))
+                .configure(routes::sessionless);
+            let app = if metrics_on_main {
+                app.route("/metrics", web::get().to(crate::metrics::serve))
+            } else {
+                app
+            };
+            app.service(
+                web::scope("")
+                    .wrap(session_middleware)
+                    // Runs before the session middleware: old-secret cookies re-signed.
+                    .wrap(from_fn(rotate_cookie_keys))
+                    .configure(routes::with_session),
+            )
+            .default_service(web::to(not_found))
         })
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         // Signals are handled by `shutdown_on_signals`, installed before we announce that we
@@ -164,7 +182,40 @@ impl Application {
         })?
         .run();
 
-        Ok(Application { port, server })
+        let (metrics_server, metrics_port) = match settings.metrics.bind {
+            None => (None, None),
+            Some(addr) => {
+                let bind_error = |source| StartupError::Bind {
+                    setting: env_name("metrics.bind"),
+                    source,
+                };
+                let listener = TcpListener::bind(addr).map_err(bind_error)?;
+                let port = listener.local_addr().map_err(bind_error)?.port();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(metrics.clone())
+                        .route("/metrics", web::get().to(crate::metrics::serve))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .map_err(bind_error)?
+                .run();
+                (Some(server), Some(port))
+            }
+        };
+
+        Ok(Application {
+            port,
+            server,
+            metrics_server,
+            metrics_port,
+        })
+    }
+
+    /// The port of the separate metrics listener, when METRICS__BIND is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn port(&self) -> u16 {
@@ -176,7 +227,18 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        match self.metrics_server {
+            None => self.server.await,
+            Some(metrics) => {
+                // The main server decides: when it stops, the metrics listener stops too.
+                let metrics_handle = metrics.handle();
+                let metrics_task = tokio::spawn(metrics);
+                let result = self.server.await;
+                metrics_handle.stop(false).await;
+                let _ = metrics_task.await;
+                result
+            }
+        }
     }
 
     /// Installs SIGTERM and SIGINT handlers now; on either, stops accepting and lets in-flight

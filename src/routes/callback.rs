@@ -17,8 +17,29 @@ pub async fn callback(
     session: Session,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    match complete(&req, &session, &state).await {
+        Ok(return_to) => {
+            state.metrics.signin_completed();
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, return_to))
+                .insert_header(super::no_store())
+                .finish())
+        }
+        Err(e) => {
+            state.metrics.signin_failed(e.code());
+            Err(e)
+        }
+    }
+}
+
+/// The callback's work; returns where to send the browser.
+async fn complete(
+    req: &HttpRequest,
+    session: &Session,
+    state: &AppState,
+) -> Result<String, AppError> {
     let params = parse(req.query_string())?;
-    let browser_id = state.binding.read(&req);
+    let browser_id = state.binding.read(req);
     let signed_in = crate::signin::finish(
         &*state.provider()?,
         &state.pending,
@@ -28,11 +49,8 @@ pub async fn callback(
     .await?;
     // Refused users get a clear 403 and no session.
     crate::access::check(&state.access, &signed_in.identity)?;
-    crate::session::establish(&session, &signed_in.identity, &signed_in.tokens)?;
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, signed_in.return_to))
-        .insert_header(super::no_store())
-        .finish())
+    crate::session::establish(session, &signed_in.identity, &signed_in.tokens)?;
+    Ok(signed_in.return_to)
 }
 
 /// Reads the callback's parameters: each at most once, bounded in size. Unknown parameters

@@ -35,6 +35,7 @@ pub async fn signin(
         return_to.as_deref(),
     )
     .await?;
+    state.metrics.signin_started();
     let mut res = HttpResponse::SeeOther();
     res.insert_header((header::LOCATION, url.as_str()))
         .insert_header(super::no_store());

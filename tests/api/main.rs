@@ -12,6 +12,7 @@ mod exchange_faults;
 mod health;
 mod id_tokens;
 mod logs;
+mod metrics;
 mod nginx;
 mod proxy;
 mod refresh;

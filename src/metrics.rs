@@ -1,0 +1,174 @@
+//! Prometheus metrics: requests by route and status, latency, sign-ins, refreshes, Redis.
+//!
+//! One registry per application (tests run many apps in one process), kept in `AppState`.
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Buckets for fast answers: /auth is sub-millisecond, sign-ins take tens of milliseconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    signins_started: IntCounter,
+    signins_completed: IntCounter,
+    signins_failed: IntCounterVec,
+    refreshes: IntCounterVec,
+    redis_errors: IntCounter,
+    redis_latency: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_http_requests_total",
+                "HTTP requests by route and status",
+            ),
+            &["route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "gatehouse_http_request_duration_seconds",
+                "Time to answer, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let signins_started =
+            IntCounter::new("gatehouse_signins_started_total", "Sign-ins started")?;
+        let signins_completed =
+            IntCounter::new("gatehouse_signins_completed_total", "Sign-ins completed")?;
+        let signins_failed = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_signins_failed_total",
+                "Callbacks that did not sign anyone in, by error code",
+            ),
+            &["reason"],
+        )?;
+        let refreshes = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_token_refreshes_total",
+                "Token refreshes by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let redis_errors =
+            IntCounter::new("gatehouse_redis_errors_total", "Redis commands that failed")?;
+        let redis_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "gatehouse_redis_command_duration_seconds",
+                "Time per Redis command",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(signins_started.clone()))?;
+        registry.register(Box::new(signins_completed.clone()))?;
+        registry.register(Box::new(signins_failed.clone()))?;
+        registry.register(Box::new(refreshes.clone()))?;
+        registry.register(Box::new(redis_errors.clone()))?;
+        registry.register(Box::new(redis_latency.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            signins_started,
+            signins_completed,
+            signins_failed,
+            refreshes,
+            redis_errors,
+            redis_latency,
+        })
+    }
+
+    pub fn signin_started(&self) {
+        self.signins_started.inc();
+    }
+
+    pub fn signin_completed(&self) {
+        self.signins_completed.inc();
+    }
+
+    pub fn signin_failed(&self, reason: &str) {
+        self.signins_failed.with_label_values(&[reason]).inc();
+    }
+
+    pub fn refreshed(&self, outcome: &str) {
+        self.refreshes.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn redis_call(&self, took: Duration, ok: bool) {
+        self.redis_latency.observe(took.as_secs_f64());
+        if !ok {
+            self.redis_errors.inc();
+        }
+    }
+
+    fn observe(&self, route: &str, status: u16, took: Duration) {
+        let status = status.to_string();
+        self.requests
+            .with_label_values(&[route, status.as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[route])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Counts every answer by matched route (never the raw path: unbounded label values).
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let started = Instant::now();
+    let res = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let (route, status) = match &res {
+            Ok(res) => (res.request().match_pattern(), res.status().as_u16()),
+            Err(e) => (None, e.as_response_error().status_code().as_u16()),
+        };
+        let route = route.unwrap_or_else(|| "unmatched".to_owned());
+        let route = if route.is_empty() {
+            "/".to_owned()
+        } else {
+            route
+        };
+        metrics.observe(&route, status, started.elapsed());
+    }
+    res
+}
+
+/// GET /metrics
+pub async fn serve(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render())
+}

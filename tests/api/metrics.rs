@@ -1,0 +1,125 @@
+//! /metrics: Prometheus text with requests by route and status, latency, sign-ins, refreshes.
+
+use crate::helpers::*;
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status().as_u16(), 200);
+    let ct = res.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    res.text().await.expect("metrics text")
+}
+
+#[tokio::test]
+async fn metrics_count_requests_sign_ins_failures_and_refreshes() {
+    let app = spawn_app_with_idp(&[("GATEHOUSE__TOKENS__REFRESH_BEFORE_SECS", "86400")]).await;
+    assert_eq!(
+        app.sign_in(&app.client, "xena", None)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    assert_eq!(app.get("/auth").await.status().as_u16(), 200); // refreshes (REFRESH_BEFORE)
+    let _ = app
+        .get("/redirect?state=not-a-known-state-but-long-enough-0000&code=x")
+        .await;
+    let _ = app.get("/no/such/page/12345").await;
+
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(&text, "gatehouse_signins_started_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value(&text, "gatehouse_signins_completed_total"), Some(1.0));
+    assert_eq!(
+        value(
+            &text,
+            "gatehouse_signins_failed_total{reason=\"invalid_state\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "gatehouse_token_refreshes_total{outcome=\"ok\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "gatehouse_http_requests_total{route=\"/auth\",status=\"200\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(
+        value(
+            &text,
+            "gatehouse_http_request_duration_seconds_count{route=\"/auth\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("route=\"unmatched\",status=\"404\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/no/such/page"),
+        "raw paths never become labels"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_listener() {
+    let port = dead_port();
+    let dir = TempDir::new();
+    let mut vars = base_vars();
+    vars.insert("GATEHOUSE__LOG__FORMAT".into(), "json".into());
+    vars.insert(
+        "GATEHOUSE__METRICS__BIND".into(),
+        format!("127.0.0.1:{port}"),
+    );
+    let mut started = start_binary(&vars, &dir);
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://127.0.0.1:{}/healthz", started.port))
+        .send()
+        .await
+        .expect("main listener");
+    assert_eq!(health.status().as_u16(), 200);
+    let separate = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics listener");
+    assert_eq!(separate.status().as_u16(), 200);
+    let text = separate.text().await.expect("text");
+    assert!(
+        text.contains("gatehouse_http_requests_total{route=\"/healthz\",status=\"200\"} 1"),
+        "{text}"
+    );
+    let main = client
+        .get(format!("http://127.0.0.1:{}/metrics", started.port))
+        .send()
+        .await
+        .expect("main listener");
+    assert_eq!(main.status().as_u16(), 404, "not on the main listener then");
+    started.child.sigterm();
+    assert_eq!(
+        started
+            .child
+            .wait_exit(std::time::Duration::from_secs(10))
+            .code(),
+        Some(0)
+    );
+}
