@@ -22,7 +22,7 @@ ensure_redis() {
   hostport=$(printf '%s' "$1" | sed -E 's#^rediss?://([^@/]*@)?##; s#/.*$##')
   host=${hostport%:*}; port=${hostport##*:}
   [ "$host" = "$hostport" ] && port=6379
-  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+  ensure_redis_tools
   if redis-cli -h "$host" -p "$port" ping 2>/dev/null | grep -q PONG; then
     return 0
   fi
@@ -34,6 +34,13 @@ ensure_redis() {
     sleep 0.1
   done
   log "redis-server did not come up on $host:$port"; return 1
+}
+
+# ensure_redis_tools: redis-server and redis-cli (tests start servers of their own: TLS, ACL,
+# cluster; Debian's are built with TLS), and openssl, which makes the tests' CA and certificates.
+ensure_redis_tools() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server
+  command -v openssl >/dev/null || apt_install openssl
 }
 
 # ensure_idp_deps: the pinned development OpenID provider (tests/idp) and Node.js.
@@ -51,6 +58,22 @@ ensure_idp_deps() {
 ensure_proxies() {
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
   command -v caddy >/dev/null || apt_install caddy
+}
+
+# ensure_browser: headless Chromium from Debian (/usr/bin/chromium; never a downloaded browser)
+# and the pinned playwright-core that drives it (npm ci in tests/browser, again whenever the
+# installed version differs from package-lock.json), for the browser journeys
+# (tests/api/browser.rs, tests/browser/journeys.mjs).
+ensure_browser() {
+  [ -x /usr/bin/chromium ] || apt_install chromium chromium-driver
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  local want have
+  want=$(node -p "require('./tests/browser/package-lock.json').packages['node_modules/playwright-core'].version")
+  have=$(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    log "installing playwright-core $want (npm ci in tests/browser; no browser download)"
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 }
 
 # ensure_rust_tools: cargo with rustfmt and clippy.

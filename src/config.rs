@@ -56,6 +56,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "forward.pass_access_token",
     "metrics.bind",
     "log.format",
+    "ui.title",
+    "ui.logo_url",
 ];
 
 /// A setting that is missing or invalid; its text is the one line printed at start-up.
@@ -85,7 +87,29 @@ pub struct Settings {
     pub access: AccessSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    pub ui: UiSettings,
 }
+
+/// What gatehouse's own pages show: the product name and an optional logo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSettings {
+    /// Product name: page titles and the header of every page.
+    pub title: String,
+    /// An http(s) image shown beside the name; its origin is allowed in `img-src`.
+    pub logo_url: Option<Url>,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            title: "gatehouse".to_owned(),
+            logo_url: None,
+        }
+    }
+}
+
+/// The longest product name accepted (it has to fit a phone's title bar).
+const MAX_UI_TITLE_CHARS: usize = 80;
 
 #[derive(Debug, Clone, Default)]
 pub struct MetricsSettings {
@@ -570,6 +594,20 @@ impl Settings {
             _ => return Err(invalid("log.format", "must be `pretty` or `json`")),
         };
 
+        let title = r.required("ui.title")?;
+        if title.chars().count() > MAX_UI_TITLE_CHARS || title.chars().any(char::is_control) {
+            return Err(invalid(
+                "ui.title",
+                format!(
+                    "must be at most {MAX_UI_TITLE_CHARS} characters, without control characters"
+                ),
+            ));
+        }
+        let ui = UiSettings {
+            title,
+            logo_url: r.url("ui.logo_url")?,
+        };
+
         Ok(Settings {
             server: ServerSettings {
                 bind,
@@ -586,6 +624,7 @@ impl Settings {
             access,
             metrics,
             log: LogSettings { format },
+            ui,
         })
     }
 }

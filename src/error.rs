@@ -9,6 +9,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
+use crate::security_headers::PageContext;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     /// Malformed or missing parameters.
@@ -162,13 +164,19 @@ impl Format {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    page: PageContext,
     status: u16,
     code: &'a str,
     title: &'a str,
+    /// What happened and what to do, in a sentence for people.
+    help: &'a str,
+    /// The error's own text, when it says more than the title (e.g. the provider's code).
     message: String,
+    show_message: bool,
     offer_sign_in: bool,
-    /// Where "Sign in again" leads; with `refresh`, the page goes there by itself.
+    /// Where the sign-in button leads; with `refresh`, the page goes there by itself.
     sign_in_url: &'a str,
+    sign_in_label: &'a str,
     refresh: bool,
 }
 
@@ -189,6 +197,53 @@ fn title(err: &AppError) -> &'static str {
         AppError::NotFound => "Page not found",
         AppError::MethodNotAllowed(_) => "Method not allowed",
         AppError::Internal => "Something went wrong on our side",
+    }
+}
+
+/// One sentence for each error code: what it means for the person reading, and what to do.
+fn help(err: &AppError) -> &'static str {
+    match err {
+        AppError::InvalidRequest(_) => {
+            "The link or form that brought you here was incomplete or altered on the way. \
+             Start again from the application you were using."
+        }
+        AppError::InvalidState(_) => {
+            "A sign-in link works once, for a few minutes, and only in the browser that started \
+             it, so going back or reloading at the end of a sign-in lands here. Signing in again \
+             will work."
+        }
+        AppError::ProviderError(_) => {
+            "Your identity provider ended the sign-in without signing you in, for example \
+             because it was cancelled or declined there. You can try again."
+        }
+        AppError::ExchangeFailed => {
+            "Your identity provider did not confirm the sign-in properly. This is usually \
+             temporary: please try again in a moment."
+        }
+        AppError::ProviderUnavailable => {
+            "Your identity provider cannot be reached yet. Please try again in a minute."
+        }
+        AppError::StoreUnavailable => {
+            "Sessions cannot be checked right now, so nobody can be signed in. Please try again \
+             in a minute."
+        }
+        AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
+            "This page is only for signed-in people. Sign in to continue."
+        }
+        AppError::Forbidden(_) => {
+            "The request was refused to protect your account, for example because it came \
+             from another site."
+        }
+        AppError::AccessDenied => {
+            "You signed in, but your account is not allowed to use this service. Ask your \
+             administrator for access."
+        }
+        AppError::NotFound => "There is no page at this address. Check it, or go to the home page.",
+        AppError::MethodNotAllowed(_) => "This address does not accept that kind of request.",
+        AppError::Internal => {
+            "Something failed on our side. Please try again; if it keeps happening, tell your \
+             administrator the reference below."
+        }
     }
 }
 
@@ -215,13 +270,24 @@ pub fn render(err: &AppError, format: Format) -> HttpResponse {
                 AppError::SignInRequired(url) => (url.as_str(), true),
                 _ => ("/signin", false),
             };
+            let show_message = matches!(
+                err,
+                AppError::InvalidRequest(_)
+                    | AppError::InvalidState(_)
+                    | AppError::ProviderError(_)
+                    | AppError::Forbidden(_)
+            );
             let page = ErrorPage {
+                page: PageContext::current(),
                 status: status.as_u16(),
                 code: err.code(),
                 title: title(err),
-                message,
+                help: help(err),
+                message: capitalised(&message),
+                show_message,
                 offer_sign_in: err.offers_sign_in(),
                 sign_in_url,
+                sign_in_label: if refresh { "Sign in" } else { "Sign in again" },
                 refresh,
             };
             match page.render() {
@@ -231,5 +297,101 @@ pub fn render(err: &AppError, format: Format) -> HttpResponse {
                     .body(format!("{}: {}", err.code(), err)),
             }
         }
+    }
+}
+
+/// The error's text as a sentence on a page: capital first letter.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_error() -> Vec<AppError> {
+        vec![
+            AppError::InvalidRequest("the `state` parameter is missing".into()),
+            AppError::InvalidState("this sign-in is unknown or has expired"),
+            AppError::ProviderError("access_denied".into()),
+            AppError::ExchangeFailed,
+            AppError::ProviderUnavailable,
+            AppError::StoreUnavailable,
+            AppError::Unauthorized,
+            AppError::SignInRequired("http://gatehouse.test/signin?return_to=%2Fx".into()),
+            AppError::Forbidden("cross-site sign-out requests are refused"),
+            AppError::AccessDenied,
+            AppError::NotFound,
+            AppError::MethodNotAllowed("GET"),
+            AppError::Internal,
+        ]
+    }
+
+    async fn page(err: &AppError) -> String {
+        let res = render(err, Format::Html);
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn every_code_has_its_own_page_with_a_sentence_for_people() {
+        let mut sentences = std::collections::BTreeSet::new();
+        for err in every_error() {
+            let html = page(&err).await;
+            let help = help(&err);
+            assert!(help.ends_with('.') && help.len() > 30, "{help}");
+            assert!(
+                html.contains(&format!("<h1>{}</h1>", title(&err))),
+                "{html}"
+            );
+            assert!(html.contains(&format!("<p>{help}</p>")), "{html}");
+            assert!(
+                html.contains(&format!("<code>{}</code>", err.code())),
+                "{html}"
+            );
+            assert_eq!(html.matches("<h1").count(), 1);
+            assert_eq!(
+                html.contains(">Sign in again</a>") || html.contains(">Sign in</a>"),
+                err.offers_sign_in(),
+                "{html}"
+            );
+            assert!(html.contains("href=\"/\""), "a way home: {html}");
+            sentences.insert(help);
+        }
+        // Unauthorized and its two forms for proxies and API calls share one.
+        assert_eq!(sentences.len(), every_error().len() - 1);
+    }
+
+    #[actix_web::test]
+    async fn the_details_of_what_went_wrong_are_shown_escaped() {
+        let html = page(&AppError::ProviderError("<b>access_denied</b>".into())).await;
+        assert!(html.contains("access_denied"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
+        let html = page(&AppError::InvalidState(
+            "this sign-in has already been used",
+        ))
+        .await;
+        assert!(
+            html.contains("This sign-in has already been used"),
+            "{html}"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_page_that_moves_by_itself_says_where() {
+        let html = page(&AppError::SignInRequired(
+            "http://gatehouse.test/signin?a=1&b=2".into(),
+        ))
+        .await;
+        assert!(
+            html.contains("content=\"0; url=http://gatehouse.test/signin?a=1&#38;b=2\"")
+                || html.contains("content=\"0; url=http://gatehouse.test/signin?a=1&amp;b=2\""),
+            "{html}"
+        );
+        assert!(html.contains(">Sign in</a>"), "{html}");
     }
 }

@@ -15,6 +15,7 @@ pub mod random;
 pub mod refresh;
 pub mod return_to;
 pub mod routes;
+pub mod security_headers;
 pub mod session;
 pub mod signin;
 pub mod startup;

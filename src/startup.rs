@@ -3,12 +3,15 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::SessionMiddleware;
+use actix_web::body::{BodyStream, BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite};
-use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
+use actix_web::dev::{Payload, Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
@@ -33,6 +36,24 @@ use crate::telemetry::GatehouseRootSpan;
 
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// Request size limits, on every endpoint (answered 400 `invalid_request`).
+///
+/// The request target (path and query): the longest legitimate one is a callback, whose query
+/// the callback itself caps at 8 KiB, or a `/signin` with a 2 KiB `return_to` (at most 6 KiB
+/// percent-encoded). Header blocks over actix-http's own buffer (128 KiB) never reach us.
+pub const MAX_URI_LEN: usize = 16 * 1024;
+/// The body: no endpoint reads one (the sign-out form posts an empty body); what a proxy or a
+/// browser may attach anyway is small.
+pub const MAX_BODY_LEN: usize = 4 * 1024;
+/// A chunked body (no length announced) is read up to the limit, and must arrive within this.
+const BODY_READ_BOUND: Duration = Duration::from_secs(5);
+/// The request head must arrive within this (actix-web's default, stated here).
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// After an early answer to a body we did not read, the connection is closed gracefully: the
+/// rest of the body is read and dropped for up to this long, so the client sees the answer
+/// rather than a reset (actix-web's default, stated here).
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every handler may use. Built once, shared by all workers.
 pub struct AppState {
@@ -88,9 +109,13 @@ impl Application {
             })?
             .port();
 
-        let store = RedisStore::connect(&settings.redis).map_err(|e| {
-            StartupError::Setting(format!("{} is not usable: {e}", env_name("redis.url")))
-        })?;
+        let metrics = web::Data::new(
+            Metrics::new().map_err(|e| StartupError::Setting(format!("metrics: {e}")))?,
+        );
+        let redis_metrics = metrics.clone();
+        let store = RedisStore::connect(&settings.redis)
+            .map_err(|e| StartupError::Setting(e.to_string()))?
+            .observed(Arc::new(move |took, ok| redis_metrics.redis_call(took, ok)));
         let provider = Arc::new(ProviderSlot::default());
         provider
             .start(settings.provider.clone(), settings.server.clone())
@@ -104,9 +129,6 @@ impl Application {
                 ))
             })?;
 
-        let metrics = web::Data::new(
-            Metrics::new().map_err(|e| StartupError::Setting(format!("metrics: {e}")))?,
-        );
         let state = web::Data::new(AppState {
             pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
             binding: BrowserBinding::new(key.clone(), &settings.session),
@@ -149,12 +171,20 @@ impl Application {
                 ))
                 .build();
             let app = App::new()
+                // Inside `contract_errors`: a refused request is answered in the format.
+                .wrap(from_fn(limit_request_size))
                 .wrap(from_fn(contract_errors))
+                .wrap(crate::security_headers::SecurityHeaders::new(&settings.ui))
                 .wrap(from_fn(crate::metrics::record))
                 .wrap(TracingLogger::<GatehouseRootSpan>::new())
                 .app_data(state.clone())
                 .app_data(metrics_for_app.clone())
                 .app_data(web::QueryConfig::default())
+                // For any body extractor a handler may use one day; `limit_request_size`
+                // already refuses larger bodies on every route.
+                .app_data(web::PayloadConfig::new(MAX_BODY_LEN))
+                .app_data(web::FormConfig::default().limit(MAX_BODY_LEN))
+                .app_data(web::JsonConfig::default().limit(MAX_BODY_LEN))
                 // Health routes sit outside the session middleware: they touch no session.
                 .configure(routes::sessionless);
             let app = if metrics_on_main {
@@ -172,6 +202,8 @@ impl Application {
             .default_service(web::to(not_found))
         })
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         // Signals are handled by `shutdown_on_signals`, installed before we announce that we
         // listen; actix's own handlers only exist once the server is first polled.
         .disable_signals()
@@ -268,4 +300,55 @@ impl AppState {
 
 async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::NotFound)
+}
+
+/// Refuses a request target over [`MAX_URI_LEN`] and a body over [`MAX_BODY_LEN`], whatever
+/// the route. A declared length is judged before anything is read; a chunked body is read up
+/// to the limit (and handed on when it fits). A request without a body costs a header lookup.
+async fn limit_request_size(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len > MAX_URI_LEN {
+        return Ok(req.error_response(AppError::InvalidRequest(format!(
+            "the request URI is too long (at most {} KiB)",
+            MAX_URI_LEN / 1024
+        ))));
+    }
+    let too_large = || {
+        AppError::InvalidRequest(format!(
+            "the request body is too large (at most {} KiB)",
+            MAX_BODY_LEN / 1024
+        ))
+    };
+    if let Some(length) = req.headers().get(header::CONTENT_LENGTH) {
+        // actix-http has already refused a length that is not a number.
+        let length = length
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        if length > MAX_BODY_LEN as u64 {
+            return Ok(req.error_response(too_large()));
+        }
+    } else if req.head().chunked() {
+        let stream = BodyStream::new(actix_web::HttpMessage::take_payload(&mut req));
+        let read = actix_web::body::to_bytes_limited(stream, MAX_BODY_LEN);
+        match tokio::time::timeout(BODY_READ_BOUND, read).await {
+            Ok(Ok(Ok(body))) => req.set_payload(Payload::from(body)),
+            Ok(Err(_)) => return Ok(req.error_response(too_large())),
+            Ok(Ok(Err(_))) => {
+                return Ok(req.error_response(AppError::InvalidRequest(
+                    "the request body is malformed".into(),
+                )))
+            }
+            Err(_) => {
+                return Ok(req.error_response(AppError::InvalidRequest(
+                    "the request body arrived too slowly".into(),
+                )))
+            }
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
 }

@@ -52,8 +52,12 @@ pub async fn signout(
 pub fn same_origin(headers: &HeaderMap, allowed: &RedirectPolicy) -> bool {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let site = text(header::HeaderName::from_static("sec-fetch-site"));
-    if site == Some("cross-site") {
-        return false;
+    match site {
+        Some("cross-site") => return false,
+        // Set by the browser, not by pages: a same-origin form post. (Under a no-referrer
+        // policy Chrome sends such posts with `Origin: null`, so Origin cannot decide here.)
+        Some("same-origin") => return true,
+        _ => {}
     }
     if let Some(origin) = text(header::ORIGIN) {
         return allowed.allows_origin(origin);

@@ -1,4 +1,6 @@
-//! Short leases in Redis: one holder at a time across all instances.
+//! Short leases in Redis: one holder at a time across all instances. A lease lives at
+//! `<prefix>lock:{<name>}` (a hash tag: a session's lease shares the session's cluster slot);
+//! release is one EVAL on that one key, which a cluster routes like any single-key command.
 
 use std::time::Duration;
 

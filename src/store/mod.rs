@@ -1,25 +1,39 @@
 //! Redis: one shared, tuned connection; key naming; pending sign-ins; sessions.
 //!
-//! Everything the service keeps lives under `REDIS__KEY_PREFIX`. One `ConnectionManager` is
-//! shared by every worker: it multiplexes commands, bounds every connect and command, and
-//! reconnects by itself when Redis comes back.
+//! Everything the service keeps lives under `REDIS__KEY_PREFIX`. One connection is shared by
+//! every worker: it multiplexes commands, bounds every connect and command, and reconnects by
+//! itself when Redis comes back. It is either a single server (`redis://`, `rediss://`, with
+//! an ACL user in the URL if any) or a Redis Cluster (`REDIS__CLUSTER`/`REDIS__CLUSTER_NODES`);
+//! [`Connection`] hides which, so the stores have one code path.
+//!
+//! Key layout: `<prefix><kind>:{<id>}` for everything that belongs to a session (its record
+//! and its refresh lease), so that in a cluster all of a session's keys hash to one slot (the
+//! `{…}` is a hash tag); a pending sign-in is a lone key and keeps `<prefix>signin:<state>`.
 
 pub mod locks;
 pub mod pending;
 pub mod sessions;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 use secrecy::ExposeSecret;
 
-use crate::config::RedisSettings;
+use crate::config::{env_name, RedisSettings};
 
 /// Bounds chosen so that a dead Redis turns into a 503 within about a second, and a revived
 /// one is used again within a second (see the field notes in the README).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Cluster only: a command may follow a `MOVED`/`ASK` redirection or a reconnect this many
+/// times, all within [`RESPONSE_TIMEOUT`] overall (a failover answers 503 rather than wait).
+const CLUSTER_RETRIES: u32 = 2;
+const RETRY_MIN_WAIT: Duration = Duration::from_millis(50);
+const RETRY_MAX_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,31 +43,162 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
 }
 
-#[derive(Clone)]
-pub struct RedisStore {
-    conn: ConnectionManager,
-    prefix: Arc<str>,
+/// Why the Redis settings cannot be used. The text names the setting and never carries a URL
+/// (URLs may hold a password).
+#[derive(Debug, thiserror::Error)]
+#[error("{setting} {reason}")]
+pub struct ConnectError {
+    setting: String,
+    reason: String,
 }
 
-impl RedisStore {
-    /// Connects lazily: start-up never waits for Redis (readiness reports it instead).
-    pub fn connect(settings: &RedisSettings) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(settings.url.expose_secret())?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(250));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(RedisStore {
-            conn,
-            prefix: Arc::from(settings.key_prefix.as_str()),
+impl ConnectError {
+    fn new(key: &str, reason: impl std::fmt::Display) -> Self {
+        ConnectError {
+            setting: env_name(key),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Reports each command's duration and success (metrics), without knowing who listens.
+pub type Observer = Arc<dyn Fn(Duration, bool) + Send + Sync>;
+
+/// One server or a cluster, behind one type: the rest of the store has a single code path.
+#[derive(Clone)]
+pub enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A handle on the shared connection that reports every command to the observer.
+///
+/// Commands run on the store's own runtime thread, not on the actix worker that asks: redis-rs
+/// spawns the connection's driver (and every reconnect) on the runtime that happens to poll
+/// it, and an actix worker's runtime is dropped when that worker stops — during a graceful
+/// shutdown that took the shared connection down under the other worker's in-flight requests.
+#[derive(Clone)]
+pub struct Connection {
+    link: Link,
+    observer: Option<Observer>,
+    runtime: tokio::runtime::Handle,
+}
+
+fn task_failed(e: tokio::task::JoinError) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::other(format!("redis task failed: {e}")))
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let started = Instant::now();
+        let observer = self.observer.clone();
+        let mut link = self.link.clone();
+        let cmd = cmd.clone();
+        let task = self.runtime.spawn(async move {
+            match &mut link {
+                Link::Single(c) => c.req_packed_command(&cmd).await,
+                Link::Cluster(c) => c.req_packed_command(&cmd).await,
+            }
+        });
+        Box::pin(async move {
+            let result = task.await.map_err(task_failed).and_then(|r| r);
+            if let Some(observe) = observer {
+                observe(started.elapsed(), result.is_ok());
+            }
+            result
         })
     }
 
-    /// `<prefix><kind>:<id>`
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let mut link = self.link.clone();
+        let pipeline = pipeline.clone();
+        let task = self.runtime.spawn(async move {
+            match &mut link {
+                Link::Single(c) => c.req_packed_commands(&pipeline, offset, count).await,
+                Link::Cluster(c) => c.req_packed_commands(&pipeline, offset, count).await,
+            }
+        });
+        Box::pin(async move { task.await.map_err(task_failed).and_then(|r| r) })
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.link {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    link: Link,
+    prefix: Arc<str>,
+    observer: Option<Observer>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A runtime on a thread of its own that lives as long as the process, for the Redis
+/// connection's tasks (see [`Connection`]).
+fn redis_runtime() -> Result<tokio::runtime::Handle, ConnectError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ConnectError::new("redis.url", format!("no runtime for Redis: {e}")))?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("gatehouse-redis".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .map_err(|e| ConnectError::new("redis.url", format!("no thread for Redis: {e}")))?;
+    Ok(handle)
+}
+
+impl RedisStore {
+    /// Connects lazily: start-up never waits for Redis (readiness reports it instead). Only
+    /// settings that cannot work are refused here.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, ConnectError> {
+        let ca = read_ca_file(settings)?;
+        let runtime = redis_runtime()?;
+        // The connection's own tasks start on the store's runtime too.
+        let _inside = runtime.enter();
+        let link = if settings.is_cluster() {
+            if settings.key_prefix.contains(['{', '}']) {
+                tracing::warn!(
+                    "{} holds a brace: Redis Cluster would take it for a hash tag, and a \
+                     session's keys might not share a slot",
+                    env_name("redis.key_prefix")
+                );
+            }
+            connect_cluster(settings, ca)?
+        } else {
+            connect_single(settings, ca)?
+        };
+        Ok(RedisStore {
+            link,
+            prefix: Arc::from(settings.key_prefix.as_str()),
+            observer: None,
+            runtime: runtime.clone(),
+        })
+    }
+
+    /// Every command's duration and outcome go to `observer` (the metrics).
+    pub fn observed(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// `<prefix><kind>:{<id>}`: the id is a hash tag, so that every key of one id (a
+    /// session's record and its lease) lives in the same cluster slot. Harmless on one server.
     pub fn key(&self, kind: &str, id: &str) -> String {
+        key_for(&self.prefix, kind, id)
+    }
+
+    /// `<prefix><kind>:<id>`, for a record that shares its slot with nothing.
+    pub fn lone_key(&self, kind: &str, id: &str) -> String {
         let mut key = String::with_capacity(self.prefix.len() + kind.len() + id.len() + 1);
         key.push_str(&self.prefix);
         key.push_str(kind);
@@ -63,13 +208,158 @@ impl RedisStore {
     }
 
     /// A clone is a handle on the same multiplexed connection.
-    pub fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    pub fn conn(&self) -> Connection {
+        Connection {
+            link: self.link.clone(),
+            observer: self.observer.clone(),
+            runtime: self.runtime.clone(),
+        }
     }
 
+    /// One server: PING. A cluster: PING every primary (all must answer).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+/// The name [`RedisStore::key`] gives (public for tests and tools that inspect Redis).
+pub fn key_for(prefix: &str, kind: &str, id: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + kind.len() + id.len() + 3);
+    key.push_str(prefix);
+    key.push_str(kind);
+    key.push_str(":{");
+    key.push_str(id);
+    key.push('}');
+    key
+}
+
+fn is_tls_url(url: &str) -> bool {
+    url.get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+}
+
+/// The CA bundle for `rediss://`, when one is set; refused with plain `redis://` URLs (a CA
+/// that is never used would hide a connection that is not encrypted).
+fn read_ca_file(settings: &RedisSettings) -> Result<Option<Vec<u8>>, ConnectError> {
+    let Some(path) = &settings.ca_file else {
+        return Ok(None);
+    };
+    let plain = if settings.is_cluster() {
+        settings
+            .cluster_nodes
+            .iter()
+            .any(|n| !is_tls_url(n.expose_secret()))
+    } else {
+        !is_tls_url(settings.url.expose_secret())
+    };
+    if plain {
+        let urls = if settings.is_cluster() {
+            "redis.cluster_nodes"
+        } else {
+            "redis.url"
+        };
+        return Err(ConnectError::new(
+            "redis.ca_file",
+            format_args!("is set, but {} is not rediss:// (TLS)", env_name(urls)),
+        ));
+    }
+    let pem = std::fs::read(path).map_err(|e| {
+        ConnectError::new(
+            "redis.ca_file",
+            format_args!("cannot be read ({}): {e}", path.display()),
+        )
+    })?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(ConnectError::new(
+            "redis.ca_file",
+            format_args!("({}) holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(Some(pem))
+}
+
+fn tls_certificates(ca: Vec<u8>) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca),
+    }
+}
+
+fn connect_single(
+    settings: &RedisSettings,
+    ca: Option<Vec<u8>>,
+) -> Result<Link, ConnectError> {
+    let url = settings.url.expose_secret();
+    // The crate's URL errors name what is wrong ("Invalid database number"), never the URL.
+    let client = match ca {
+        Some(ca) => redis::Client::build_with_tls(url, tls_certificates(ca)),
+        None => redis::Client::open(url),
+    }
+    .map_err(|e| ConnectError::new("redis.url", format_args!("is not usable: {e}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_min_delay(RETRY_MIN_WAIT)
+        .set_max_delay(RETRY_MAX_WAIT);
+    let conn = ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| ConnectError::new("redis.url", format_args!("is not usable: {e}")))?;
+    Ok(Link::Single(conn))
+}
+
+fn connect_cluster(
+    settings: &RedisSettings,
+    ca: Option<Vec<u8>>,
+) -> Result<Link, ConnectError> {
+    let nodes: Vec<&str> = settings
+        .cluster_nodes
+        .iter()
+        .map(|n| n.expose_secret())
+        .collect();
+    let mut builder = ClusterClient::builder(nodes)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .overall_response_timeout(Some(RESPONSE_TIMEOUT))
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(RETRY_MIN_WAIT.as_millis() as u64)
+        .max_retry_wait(RETRY_MAX_WAIT.as_millis() as u64);
+    if let Some(ca) = ca {
+        builder = builder.certs(tls_certificates(ca));
+    }
+    // The builder's messages ("Cannot use different password among initial nodes") quote
+    // no URL.
+    let client = builder.build().map_err(|e| {
+        ConnectError::new("redis.cluster_nodes", format_args!("are not usable: {e}"))
+    })?;
+    // The per-connection bounds must be given again here: this config replaces them.
+    let config = ClusterConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT);
+    Ok(Link::Cluster(
+        client.get_pending_async_connection_with_config(config),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_carry_the_id_as_a_hash_tag() {
+        assert_eq!(key_for("gh:", "session", "abc"), "gh:session:{abc}");
+        assert_eq!(key_for("", "lock", "abc"), "lock:{abc}");
+    }
+
+    #[test]
+    fn tls_urls_are_recognised_whatever_the_case() {
+        assert!(is_tls_url("rediss://h:1"));
+        assert!(is_tls_url("REDISS://h:1"));
+        assert!(!is_tls_url("redis://h:1"));
+        assert!(!is_tls_url("rediss"));
     }
 }

@@ -1,4 +1,5 @@
 //! Pending sign-ins: one key per state, written once (`SET NX EX`), redeemed once (`GETDEL`).
+//! A lone key (`<prefix>signin:<state>`, no hash tag): no command touches it with another key.
 //!
 //! Keeping them out of the session map is what makes many tabs, replays and several instances
 //! safe: Redis decides atomically which single callback gets a state.
@@ -48,7 +49,7 @@ impl PendingSignIns {
         let value = serde_json::to_string(pending)?;
         let mut conn = self.store.conn();
         let set: Option<String> = redis::cmd("SET")
-            .arg(self.store.key(KIND, state))
+            .arg(self.store.lone_key(KIND, state))
             .arg(value)
             .arg("NX")
             .arg("EX")
@@ -62,7 +63,7 @@ impl PendingSignIns {
     pub async fn take(&self, state: &str) -> Result<Option<PendingSignIn>, StoreError> {
         let mut conn = self.store.conn();
         let value: Option<String> = redis::cmd("GETDEL")
-            .arg(self.store.key(KIND, state))
+            .arg(self.store.lone_key(KIND, state))
             .query_async(&mut conn)
             .await?;
         match value {

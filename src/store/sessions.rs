@@ -1,4 +1,6 @@
-//! actix-session's store, on the shared connection.
+//! actix-session's store, on the shared connection. A session lives at
+//! `<prefix>session:{<id>}`: the id is a hash tag, so its refresh lease (`<prefix>lock:{<id>}`)
+//! shares its cluster slot.
 //!
 //! actix-session's own Redis store opens its own untunable connection and hangs for minutes
 //! when Redis is down; this one shares [`RedisStore`]'s bounded connection, so a failure is a

@@ -100,6 +100,9 @@ pub async fn spawn_app_with_idp(overrides: &[(&str, &str)]) -> TestApp {
         ("GATEHOUSE__PROVIDER__ISSUER", idp.issuer.as_str()),
         ("GATEHOUSE__PROVIDER__AUTH_URL", ""),
         ("GATEHOUSE__PROVIDER__TOKEN_URL", ""),
+        // The real provider is one Node process shared by parallel tests: on a loaded
+        // 2-core machine it can take seconds to answer, which is not what these tests test.
+        ("GATEHOUSE__PROVIDER__TIMEOUT_SECS", "10"),
     ];
     vars.extend_from_slice(overrides);
     spawn_app_with(&vars).await
@@ -974,4 +977,575 @@ impl BehindNginx {
     pub fn url(&self, path: &str) -> String {
         self.nginx.url(path)
     }
+}
+
+// ---- Redis servers of a test's own (tests/api/redis_modes.rs) ----
+
+/// A `redis-server` a test started itself on a free loopback port, in its own directory (log,
+/// data files), killed on drop. Its options come from a function of the chosen port (called
+/// again with another port if that one was taken meanwhile), after `--bind 127.0.0.1 --dir
+/// <dir> --logfile <log> --save ""`.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: TempDir,
+    args: Vec<String>,
+    /// `redis-cli` options to reach it (TLS, user and password).
+    cli_auth: Vec<String>,
+    child: Option<Running>,
+    log: std::path::PathBuf,
+    /// "Ready to accept connections" lines in the log so far.
+    starts: usize,
+}
+
+impl RedisServer {
+    pub async fn start(options: impl Fn(u16) -> Vec<String>) -> RedisServer {
+        let mut server = RedisServer {
+            port: 0,
+            dir: TempDir::new(),
+            args: Vec::new(),
+            cli_auth: Vec::new(),
+            child: None,
+            log: std::path::PathBuf::new(),
+            starts: 0,
+        };
+        let mut last = String::new();
+        for _ in 0..5 {
+            server.port = dead_port();
+            server.log = server.dir.path.join(format!("redis-{}.log", server.port));
+            server.args = options(server.port);
+            match server.launch().await {
+                Ok(()) => return server,
+                Err(log) => last = log,
+            }
+        }
+        panic!("redis-server never got a free port:\n{last}");
+    }
+
+    /// Starts the process on `self.port`; Err(its log) if the port was taken.
+    async fn launch(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir.path)
+            .arg("--logfile")
+            .arg(&self.log)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("redis-server runs (scripts/test installs it: apt-get install redis-server)");
+        let mut child = Running(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let ready = log.matches("Ready to accept connections").count();
+            if ready > self.starts {
+                self.starts = ready;
+                self.child = Some(child);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.0.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut err) = child.0.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+                }
+                let all = format!("{log}{stderr}");
+                if all.contains("Address already in use") {
+                    return Err(all);
+                }
+                panic!("redis-server exited ({status}):\n{all}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not get ready:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `redis-cli` needs these options to reach it (e.g. `--tls --cacert …`, `--user … --pass …`).
+    pub fn with_cli_options(mut self, options: &[&str]) -> Self {
+        self.cli_auth = options.iter().map(|o| (*o).to_owned()).collect();
+        self
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+        }
+    }
+
+    /// The same server again (same port, options and directory), once it accepts connections.
+    pub async fn restart(&mut self) {
+        self.kill();
+        if let Err(log) = self.launch().await {
+            panic!("port {} was taken while Redis was down:\n{log}", self.port);
+        }
+    }
+
+    /// `redis-cli -p <port> <args>` (with the server's TLS/ACL options): its stdout, trimmed.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, &self.cli_auth, args).await
+    }
+
+    /// The server's log so far (to explain a failure).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `redis-cli -h 127.0.0.1 -p <port> <options> <args>`, without blocking the runtime (the app
+/// under test may be driving its Redis connection on it), bounded. Its stdout, trimmed.
+pub async fn redis_cli(port: u16, options: &[String], args: &[&str]) -> String {
+    let run = tokio::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(options)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap_or_else(|_| panic!("redis-cli {args:?} did not finish within 30 s"))
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Files for a TLS Redis: a CA, and a server certificate it signed for 127.0.0.1 and
+/// localhost. All in `dir`, made with the `openssl` command.
+pub struct TlsFiles {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed CA (P-256) named `name`: `<name>.pem` and `<name>.key` in `dir`.
+pub fn make_ca(dir: &TempDir, name: &str) -> String {
+    dir.write(
+        &format!("{name}.cnf"),
+        &format!(
+            "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = gatehouse test {name}\n\
+             [v3_ca]\nbasicConstraints = critical, CA:TRUE\n\
+             keyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\n"
+        ),
+    );
+    openssl(
+        &dir.path,
+        &[
+            "req",
+            "-x509",
+            "-config",
+            &format!("{name}.cnf"),
+            "-extensions",
+            "v3_ca",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+        ],
+    );
+    dir.path
+        .join(format!("{name}.pem"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A CA ("ca") and a server certificate it signed (SAN: IP 127.0.0.1, DNS localhost). The
+/// certificate is good for client authentication too: cluster nodes present it to each other
+/// (Redis always asks for a peer's certificate on the TLS cluster bus).
+pub fn make_tls_files(dir: &TempDir) -> TlsFiles {
+    let ca = make_ca(dir, "ca");
+    dir.write(
+        "server.cnf",
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = 127.0.0.1\n\
+         [v3_server]\nbasicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature, keyEncipherment\n\
+         extendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n\
+         authorityKeyIdentifier = keyid\n",
+    );
+    openssl(
+        &dir.path,
+        &[
+            "req",
+            "-new",
+            "-config",
+            "server.cnf",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    openssl(
+        &dir.path,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.cnf",
+            "-extensions",
+            "v3_server",
+        ],
+    );
+    let path = |name: &str| dir.path.join(name).to_string_lossy().into_owned();
+    TlsFiles {
+        ca,
+        cert: path("server.pem"),
+        key: path("server.key"),
+    }
+}
+
+// ---- Raw HTTP/1.1 (what a reqwest error cannot tell apart) ----
+
+/// An answer read off a raw connection.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the server closes the connection after this answer.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("a JSON body ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+}
+
+/// How reading one answer ended.
+#[derive(Debug, Clone)]
+pub enum RawRead {
+    /// A whole answer: status line, headers and exactly the announced body.
+    Complete(RawResponse),
+    /// The connection ended (EOF or reset) before a single byte of an answer.
+    NoAnswer(String),
+    /// Some bytes of an answer, then the connection ended or they did not parse.
+    Partial { got: Vec<u8>, why: String },
+}
+
+/// Reads one answer from `stream` (nothing else must be in flight on it), within `bound`.
+pub async fn read_raw_response<S>(stream: &mut S, bound: Duration) -> RawRead
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    match tokio::time::timeout(bound, read_raw_response_unbounded(stream)).await {
+        Ok(read) => read,
+        Err(_) => RawRead::Partial {
+            got: Vec::new(),
+            why: format!("no whole answer within {bound:?}"),
+        },
+    }
+}
+
+async fn read_raw_response_unbounded<S>(stream: &mut S) -> RawRead
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut got: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    // More bytes, or why there are none.
+    async fn more<S: tokio::io::AsyncRead + Unpin>(
+        stream: &mut S,
+        got: &mut Vec<u8>,
+        chunk: &mut [u8],
+    ) -> Result<(), String> {
+        match stream.read(chunk).await {
+            Ok(0) => Err("end of stream".into()),
+            Ok(n) => {
+                got.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(format!("{:?}: {e}", e.kind())),
+        }
+    }
+    let fail = |got: &[u8], why: String| {
+        if got.is_empty() {
+            RawRead::NoAnswer(why)
+        } else {
+            RawRead::Partial {
+                got: got.to_vec(),
+                why,
+            }
+        }
+    };
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if let Err(why) = more(stream, &mut got, &mut chunk).await {
+            return fail(&got, why);
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let Some(status) = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+    else {
+        return fail(&got, format!("not a status line: {status_line:?}"));
+    };
+    let mut headers = Vec::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return fail(&got, format!("not a header line: {line:?}"));
+        };
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let mut response = RawResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let mut rest = got[head_end + 4..].to_vec();
+    if let Some(length) = response.header("content-length") {
+        let Ok(length) = length.parse::<usize>() else {
+            return fail(&got, format!("bad content-length {length:?}"));
+        };
+        while rest.len() < length {
+            if let Err(why) = more(stream, &mut rest, &mut chunk).await {
+                got.extend_from_slice(&rest);
+                return fail(&got, format!("body cut short: {why}"));
+            }
+        }
+        rest.truncate(length);
+        response.body = rest;
+    } else if response
+        .header("transfer-encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+    {
+        let mut body = Vec::new();
+        loop {
+            let size_end = loop {
+                if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if let Err(why) = more(stream, &mut rest, &mut chunk).await {
+                    got.extend_from_slice(&rest);
+                    return fail(&got, format!("chunk size cut short: {why}"));
+                }
+            };
+            let size_text = String::from_utf8_lossy(&rest[..size_end]).into_owned();
+            let Ok(size) =
+                usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            else {
+                return fail(&got, format!("bad chunk size {size_text:?}"));
+            };
+            while rest.len() < size_end + 2 + size + 2 {
+                if let Err(why) = more(stream, &mut rest, &mut chunk).await {
+                    got.extend_from_slice(&rest);
+                    return fail(&got, format!("chunk cut short: {why}"));
+                }
+            }
+            body.extend_from_slice(&rest[size_end + 2..size_end + 2 + size]);
+            rest.drain(..size_end + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+        response.body = body;
+    } else if !(status == 204 || status == 304 || (100..200).contains(&status)) {
+        // Delimited by the end of the connection: read it all.
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    got.extend_from_slice(&rest);
+                    return fail(&got, format!("body cut short: {e}"));
+                }
+            }
+        }
+        response.body = rest;
+    }
+    RawRead::Complete(response)
+}
+
+/// A `GET path` over `stream` as HTTP/1.1 keep-alive, with these extra header lines.
+pub fn raw_get(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
+/// The pending sign-in stored for `state` (`<prefix>signin:<state>`), as JSON.
+pub async fn pending_sign_in(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    state: &str,
+) -> Option<serde_json::Value> {
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(format!("{prefix}signin:{state}"))
+        .query_async(conn)
+        .await
+        .expect("GET");
+    raw.map(|r| serde_json::from_str(&r).expect("a pending sign-in is JSON"))
+}
+
+// ---- A real browser's stack (tests/api/browser.rs) ----
+
+/// One gatehouse behind a real nginx (as `behind_nginx(1, …)`: the shipped snippet, the echo
+/// app, the loopback development provider, PUBLIC_URL = nginx's origin), whose own address is
+/// also known to itself: `SERVER__ALLOWED_REDIRECT_HOSTS` names it, so a browser may use
+/// gatehouse's own pages there (the home page and its sign-out button, as where gatehouse
+/// serves them on its own origin) besides the app through nginx. Cookies are per host, not per
+/// port: both origins share them.
+pub struct DirectAndBehindNginx {
+    pub app: TestApp,
+    /// gatehouse's own origin, `http://127.0.0.1:<port>`.
+    pub direct: String,
+    pub echo: Echo,
+    pub nginx: Nginx,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for DirectAndBehindNginx {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// gatehouse on a port chosen in advance (so its settings can name it), retried on another
+/// port if that one was taken meanwhile; the settings are `vars(port)`.
+async fn spawn_app_on_chosen_port(
+    vars: impl Fn(u16) -> HashMap<String, String>,
+) -> (TestApp, actix_web::dev::ServerHandle) {
+    for _ in 0..5 {
+        let port = dead_port();
+        let vars = vars(port);
+        let settings = load(vars.clone()).expect("test settings are valid");
+        let prefix = settings.redis.key_prefix.clone();
+        match Application::build(settings).await {
+            Ok(app) => {
+                let handle = app.handle();
+                tokio::spawn(app.run_until_stopped());
+                let app = TestApp::at(port, prefix, vars);
+                app.wait_for_provider().await;
+                return (app, handle);
+            }
+            Err(gatehouse::startup::StartupError::Bind { .. }) => continue,
+            Err(e) => panic!("app builds: {e}"),
+        }
+    }
+    panic!("gatehouse never got a free port");
+}
+
+pub async fn direct_and_behind_nginx(overrides: &[(&str, &str)]) -> DirectAndBehindNginx {
+    let echo = Echo::start().await;
+    let issuer = idp().issuer.clone();
+    let mut last = String::new();
+    for _ in 0..3 {
+        let nginx_port = dead_port();
+        let (app, handle) = spawn_app_on_chosen_port(|port| {
+            let mut vars = base_vars();
+            for (k, v) in [
+                ("GATEHOUSE__PROVIDER__ISSUER", issuer.clone()),
+                ("GATEHOUSE__PROVIDER__AUTH_URL", String::new()),
+                ("GATEHOUSE__PROVIDER__TOKEN_URL", String::new()),
+                (
+                    "GATEHOUSE__SERVER__PUBLIC_URL",
+                    format!("http://127.0.0.1:{nginx_port}"),
+                ),
+                ("GATEHOUSE__PROXY__TRUSTED", "127.0.0.1/32".to_owned()),
+                ("GATEHOUSE__SERVER__BIND", format!("127.0.0.1:{port}")),
+                (
+                    "GATEHOUSE__SERVER__ALLOWED_REDIRECT_HOSTS",
+                    format!("127.0.0.1:{port}"),
+                ),
+            ] {
+                vars.insert(k.to_owned(), v);
+            }
+            for (k, v) in overrides {
+                vars.insert((*k).to_owned(), (*v).to_owned());
+            }
+            vars
+        })
+        .await;
+        match Nginx::start(nginx_port, &[app.port], echo.port).await {
+            Ok(nginx) => {
+                return DirectAndBehindNginx {
+                    direct: app.address.clone(),
+                    app,
+                    echo,
+                    nginx,
+                    handle,
+                }
+            }
+            Err(log) => {
+                drop(handle.stop(false));
+                last = log;
+            }
+        }
+    }
+    panic!("nginx never got a free port:\n{last}");
 }

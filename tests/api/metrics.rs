@@ -123,3 +123,18 @@ async fn metrics_can_move_to_their_own_listener() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn failed_redis_commands_are_counted() {
+    let app = spawn_app_with(&[(
+        "GATEHOUSE__REDIS__URL",
+        &format!("redis://127.0.0.1:{}", dead_port()),
+    )])
+    .await;
+    assert_eq!(app.get("/readyz").await.status().as_u16(), 503);
+    let text = scrape(&app).await;
+    assert!(
+        value(&text, "gatehouse_redis_errors_total").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+}

@@ -359,3 +359,21 @@ fn set_cookie(res: &reqwest::Response, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} cookie"))
         .to_owned()
 }
+
+#[tokio::test]
+async fn a_same_origin_form_post_signs_out_even_with_a_null_origin() {
+    // Chrome sends `Origin: null` on form posts from a page with Referrer-Policy: no-referrer;
+    // its fetch metadata still says same-origin, which pages cannot forge.
+    let app = spawn_app().await;
+    let post = |headers: Vec<(&'static str, &'static str)>| {
+        let mut req = app.client.post(app.url("/signout"));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let ok = post(vec![("origin", "null"), ("sec-fetch-site", "same-origin")]).await.expect("signout");
+    assert_eq!(ok.status().as_u16(), 303);
+    let refused = post(vec![("origin", "null")]).await.expect("signout");
+    assert_eq!(refused.status().as_u16(), 403);
+}
