@@ -290,10 +290,7 @@ fn tls_certificates(ca: Vec<u8>) -> TlsCertificates {
     }
 }
 
-fn connect_single(
-    settings: &RedisSettings,
-    ca: Option<Vec<u8>>,
-) -> Result<Link, ConnectError> {
+fn connect_single(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Link, ConnectError> {
     let url = settings.url.expose_secret();
     // The crate's URL errors name what is wrong ("Invalid database number"), never the URL.
     let client = match ca {
@@ -312,10 +309,7 @@ fn connect_single(
     Ok(Link::Single(conn))
 }
 
-fn connect_cluster(
-    settings: &RedisSettings,
-    ca: Option<Vec<u8>>,
-) -> Result<Link, ConnectError> {
+fn connect_cluster(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Link, ConnectError> {
     let nodes: Vec<&str> = settings
         .cluster_nodes
         .iter()

@@ -372,7 +372,9 @@ async fn a_same_origin_form_post_signs_out_even_with_a_null_origin() {
         }
         req.send()
     };
-    let ok = post(vec![("origin", "null"), ("sec-fetch-site", "same-origin")]).await.expect("signout");
+    let ok = post(vec![("origin", "null"), ("sec-fetch-site", "same-origin")])
+        .await
+        .expect("signout");
     assert_eq!(ok.status().as_u16(), 303);
     let refused = post(vec![("origin", "null")]).await.expect("signout");
     assert_eq!(refused.status().as_u16(), 403);
