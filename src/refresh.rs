@@ -34,10 +34,10 @@ pub enum Outcome {
 
 /// Checks the session's tokens and refreshes them when they are about to expire.
 pub async fn ensure_fresh(session: &Session, state: &AppState) -> Result<Outcome, AppError> {
-    let Some(tokens) = session::tokens(session) else {
+    let Some(times) = session::token_times(session) else {
         return Ok(Outcome::Live);
     };
-    let Some(expires_at) = tokens.expires_at else {
+    let Some(expires_at) = times.expires_at else {
         return Ok(Outcome::Live);
     };
     let now = now_unix();
@@ -45,7 +45,7 @@ pub async fn ensure_fresh(session: &Session, state: &AppState) -> Result<Outcome
         return Ok(Outcome::Live);
     }
     let still_valid = now < expires_at;
-    if tokens.refresh_token.is_none() {
+    if !times.refreshable() {
         if still_valid || state.tokens.outlive_access_token {
             return Ok(Outcome::Live);
         }

@@ -17,6 +17,25 @@ pub fn tokens(session: &Session) -> Option<TokenSet> {
     session.get::<TokenSet>(TOKENS).ok().flatten()
 }
 
+/// Just what the per-request expiry check needs: read without copying the tokens themselves
+/// (the ID token alone is most of the record), so `/auth`'s common path stays cheap.
+#[derive(serde::Deserialize)]
+pub struct TokenTimes {
+    pub expires_at: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<serde::de::IgnoredAny>,
+}
+
+impl TokenTimes {
+    pub fn refreshable(&self) -> bool {
+        self.refresh_token.is_some()
+    }
+}
+
+pub fn token_times(session: &Session) -> Option<TokenTimes> {
+    session.get::<TokenTimes>(TOKENS).ok().flatten()
+}
+
 /// The id of this session's record in Redis (given by our store on load), for locks and
 /// direct re-reads.
 pub fn key(session: &Session) -> Option<String> {
