@@ -1,9 +1,10 @@
 //! Rotating the cookie-signing secret without logging anybody out.
 //!
 //! Cookies signed with a secret from `SESSION__PREVIOUS_SECRETS` are re-signed with the current
-//! one before actix-session sees them, and the browser is handed the re-signed cookie. A cookie
-//! no secret verifies is dropped from the request and expired in the browser: it is treated as
-//! signed out and replaced, never answered with an error (so no error loop).
+//! one before actix-session sees them, and the browser is handed the re-signed cookie. While
+//! previous secrets are configured, a cookie no secret verifies is dropped from the request and
+//! expired in the browser. Either way an unverifiable cookie is a signed-out visitor, never an
+//! error (so no error loop).
 
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
@@ -90,9 +91,12 @@ pub async fn rotate_cookie_keys(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // Nothing to rotate from: actix-session alone checks the cookie (an unverifiable one is a
+    // signed-out visitor there). This keeps `/auth` at one HMAC when no rotation is under way.
     let Some(keys) = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.cookie_keys.clone())
+        .filter(|k| !k.previous.is_empty())
     else {
         return next.call(req).await;
     };

@@ -69,7 +69,7 @@ pub struct AppState {
     pub signout: SignoutSettings,
     pub sessions: RedisSessionStore,
     pub locks: Locks,
-    pub cookie_keys: CookieKeys,
+    pub cookie_keys: Arc<CookieKeys>,
     pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
     pub public_url: String,
@@ -140,7 +140,7 @@ impl Application {
             signout: settings.signout.clone(),
             sessions: RedisSessionStore::new(store.clone(), settings.session.ttl),
             locks: Locks::new(store.clone()),
-            cookie_keys: CookieKeys::new(key.clone(), &settings.session),
+            cookie_keys: Arc::new(CookieKeys::new(key.clone(), &settings.session)),
             metrics: metrics.clone(),
             public_url: settings
                 .server

@@ -71,37 +71,23 @@ pub enum Link {
     Cluster(ClusterConnection),
 }
 
-/// A handle on the shared connection that reports every command to the observer.
-///
-/// Commands run on the store's own runtime thread, not on the actix worker that asks: redis-rs
-/// spawns the connection's driver (and every reconnect) on the runtime that happens to poll
-/// it, and an actix worker's runtime is dropped when that worker stops — during a graceful
-/// shutdown that took the shared connection down under the other worker's in-flight requests.
+/// A handle on this thread's connection that reports every command to the observer.
 #[derive(Clone)]
 pub struct Connection {
     link: Link,
     observer: Option<Observer>,
-    runtime: tokio::runtime::Handle,
-}
-
-fn task_failed(e: tokio::task::JoinError) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::other(format!("redis task failed: {e}")))
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let started = Instant::now();
         let observer = self.observer.clone();
-        let mut link = self.link.clone();
-        let cmd = cmd.clone();
-        let task = self.runtime.spawn(async move {
-            match &mut link {
-                Link::Single(c) => c.req_packed_command(&cmd).await,
-                Link::Cluster(c) => c.req_packed_command(&cmd).await,
-            }
-        });
+        let call = match &mut self.link {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        };
         Box::pin(async move {
-            let result = task.await.map_err(task_failed).and_then(|r| r);
+            let result = call.await;
             if let Some(observe) = observer {
                 observe(started.elapsed(), result.is_ok());
             }
@@ -115,15 +101,10 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let mut link = self.link.clone();
-        let pipeline = pipeline.clone();
-        let task = self.runtime.spawn(async move {
-            match &mut link {
-                Link::Single(c) => c.req_packed_commands(&pipeline, offset, count).await,
-                Link::Cluster(c) => c.req_packed_commands(&pipeline, offset, count).await,
-            }
-        });
-        Box::pin(async move { task.await.map_err(task_failed).and_then(|r| r) })
+        match &mut self.link {
+            Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
     }
 
     fn get_db(&self) -> i64 {
@@ -134,27 +115,47 @@ impl ConnectionLike for Connection {
     }
 }
 
+/// How to open a (lazy) connection: once per thread that uses the store.
 #[derive(Clone)]
-pub struct RedisStore {
-    link: Link,
-    prefix: Arc<str>,
-    observer: Option<Observer>,
-    runtime: tokio::runtime::Handle,
+enum Opener {
+    Single(redis::Client, ConnectionManagerConfig),
+    Cluster(redis::cluster::ClusterClient, ClusterConfig),
 }
 
-/// A runtime on a thread of its own that lives as long as the process, for the Redis
-/// connection's tasks (see [`Connection`]).
-fn redis_runtime() -> Result<tokio::runtime::Handle, ConnectError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ConnectError::new("redis.url", format!("no runtime for Redis: {e}")))?;
-    let handle = runtime.handle().clone();
-    std::thread::Builder::new()
-        .name("gatehouse-redis".into())
-        .spawn(move || runtime.block_on(std::future::pending::<()>()))
-        .map_err(|e| ConnectError::new("redis.url", format!("no thread for Redis: {e}")))?;
-    Ok(handle)
+impl Opener {
+    fn open(&self) -> Result<Link, redis::RedisError> {
+        Ok(match self {
+            Opener::Single(client, config) => Link::Single(
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?,
+            ),
+            Opener::Cluster(client, config) => Link::Cluster(
+                client
+                    .clone()
+                    .get_pending_async_connection_with_config(config.clone()),
+            ),
+        })
+    }
+}
+
+static NEXT_STORE_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's connection per store. redis-rs spawns a connection's driver (and every
+    /// reconnect) on the runtime that polls it, and an actix worker's runtime is dropped when
+    /// that worker stops: a connection shared by all workers died with the first worker to stop
+    /// at shutdown, under the other worker's in-flight requests. One connection per worker dies
+    /// only with its own worker, and costs no hop between threads per command.
+    static LINKS: std::cell::RefCell<Vec<(usize, Link)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    id: usize,
+    opener: Opener,
+    /// Opened once at start-up: proves the settings work, and serves if a thread cannot open.
+    fallback: Link,
+    prefix: Arc<str>,
+    observer: Option<Observer>,
 }
 
 impl RedisStore {
@@ -162,10 +163,7 @@ impl RedisStore {
     /// settings that cannot work are refused here.
     pub fn connect(settings: &RedisSettings) -> Result<Self, ConnectError> {
         let ca = read_ca_file(settings)?;
-        let runtime = redis_runtime()?;
-        // The connection's own tasks start on the store's runtime too.
-        let _inside = runtime.enter();
-        let link = if settings.is_cluster() {
+        let opener = if settings.is_cluster() {
             if settings.key_prefix.contains(['{', '}']) {
                 tracing::warn!(
                     "{} holds a brace: Redis Cluster would take it for a hash tag, and a \
@@ -177,11 +175,15 @@ impl RedisStore {
         } else {
             connect_single(settings, ca)?
         };
+        let fallback = opener
+            .open()
+            .map_err(|e| ConnectError::new("redis.url", format_args!("is not usable: {e}")))?;
         Ok(RedisStore {
-            link,
+            id: NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            opener,
+            fallback,
             prefix: Arc::from(settings.key_prefix.as_str()),
             observer: None,
-            runtime: runtime.clone(),
         })
     }
 
@@ -209,10 +211,18 @@ impl RedisStore {
 
     /// A clone is a handle on the same multiplexed connection.
     pub fn conn(&self) -> Connection {
+        let link = LINKS.with(|links| {
+            let mut links = links.borrow_mut();
+            if let Some((_, link)) = links.iter().find(|(id, _)| *id == self.id) {
+                return link.clone();
+            }
+            let link = self.opener.open().unwrap_or_else(|_| self.fallback.clone());
+            links.push((self.id, link.clone()));
+            link
+        });
         Connection {
-            link: self.link.clone(),
+            link,
             observer: self.observer.clone(),
-            runtime: self.runtime.clone(),
         }
     }
 
@@ -290,7 +300,7 @@ fn tls_certificates(ca: Vec<u8>) -> TlsCertificates {
     }
 }
 
-fn connect_single(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Link, ConnectError> {
+fn connect_single(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Opener, ConnectError> {
     let url = settings.url.expose_secret();
     // The crate's URL errors name what is wrong ("Invalid database number"), never the URL.
     let client = match ca {
@@ -304,12 +314,10 @@ fn connect_single(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Link,
         .set_number_of_retries(1)
         .set_min_delay(RETRY_MIN_WAIT)
         .set_max_delay(RETRY_MAX_WAIT);
-    let conn = ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| ConnectError::new("redis.url", format_args!("is not usable: {e}")))?;
-    Ok(Link::Single(conn))
+    Ok(Opener::Single(client, config))
 }
 
-fn connect_cluster(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Link, ConnectError> {
+fn connect_cluster(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Opener, ConnectError> {
     let nodes: Vec<&str> = settings
         .cluster_nodes
         .iter()
@@ -334,9 +342,7 @@ fn connect_cluster(settings: &RedisSettings, ca: Option<Vec<u8>>) -> Result<Link
     let config = ClusterConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(RESPONSE_TIMEOUT);
-    Ok(Link::Cluster(
-        client.get_pending_async_connection_with_config(config),
-    ))
+    Ok(Opener::Cluster(client, config))
 }
 
 #[cfg(test)]

@@ -137,7 +137,13 @@ async fn rotating_the_session_secret_logs_nobody_out() {
     assert_eq!(res.status().as_u16(), 200);
 
     // A cookie no secret verifies: signed out, the cookie expired, and signing in works.
-    let stranger = spawn_app_with_idp(&[("GATEHOUSE__REDIS__KEY_PREFIX", &old.prefix)]).await;
+    // (While a rotation is configured; without one, actix-session alone ignores the cookie.)
+    let unrelated = session_secret();
+    let stranger = spawn_app_with_idp(&[
+        ("GATEHOUSE__REDIS__KEY_PREFIX", &old.prefix),
+        ("GATEHOUSE__SESSION__PREVIOUS_SECRETS", &unrelated),
+    ])
+    .await;
     let res = plain
         .get(stranger.url("/auth"))
         .header("cookie", &old_cookie)
