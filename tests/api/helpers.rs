@@ -382,37 +382,7 @@ fn resolve(base: &str, location: &str) -> String {
 /// Walks the provider's dev login and consent forms; returns the callback URL it sends the
 /// browser to (on PUBLIC_URL). Documented in tests/idp/README.md.
 pub async fn idp_login(client: &reqwest::Client, authorize: &str, login: &str) -> String {
-    let mut url = authorize.to_owned();
-    for _ in 0..10 {
-        if url.starts_with(PUBLIC_URL) {
-            return url;
-        }
-        let res = client.get(&url).send().await.expect("provider answered");
-        if res.status().is_redirection() {
-            url = resolve(&url, &location(&res));
-            continue;
-        }
-        assert_eq!(res.status().as_u16(), 200, "provider page at {url}");
-        let body = res.text().await.expect("page body");
-        let form = if body.contains("name=\"login\"") {
-            vec![("prompt", "login"), ("login", login), ("password", "x")]
-        } else {
-            vec![("prompt", "consent")]
-        };
-        let res = client
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .expect("form posted");
-        assert!(
-            res.status().is_redirection(),
-            "form answered {}",
-            res.status()
-        );
-        url = resolve(&url, &location(&res));
-    }
-    panic!("the provider did not send the browser back");
+    idp_login_to(client, authorize, login, PUBLIC_URL).await
 }
 
 /// Walks to the provider's page and presses Cancel; returns the callback URL (error=…).
