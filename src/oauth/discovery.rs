@@ -41,18 +41,7 @@ pub async fn fill(
         "{}/.well-known/openid-configuration",
         issuer.as_str().trim_end_matches('/')
     );
-    let response = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(ProviderError::from_reqwest)?;
-    if !response.status().is_success() {
-        return Err(ProviderError::UnexpectedStatus(response.status().as_u16()));
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(ProviderError::from_reqwest)?;
+    let body = super::http::body(http.get(&url)).await?;
     // A wrongly typed member (say `"authorization_response_iss_parameter_supported": "yes"`)
     // fails the document: guessing could switch a protection off. Absent or null: false.
     let doc: Document = serde_json::from_slice(&body)

@@ -29,9 +29,6 @@ pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 /// A cached set older than this is fetched again on next use.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// A JWKS larger than this is refused (real ones are a few KiB).
-const MAX_BODY: usize = 256 * 1024;
-
 /// The signature algorithms we accept. Never `none`, never HS* (a symmetric algorithm with a
 /// public key is the classic key-confusion attack), never anything else.
 pub fn allowed_algorithm(name: &str) -> Option<Algorithm> {
@@ -338,27 +335,7 @@ impl KeySet {
     }
 
     async fn fetch(&self) -> Result<Vec<Key>, ProviderError> {
-        let mut response = self
-            .http
-            .get(self.url.clone())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(ProviderError::from_reqwest)?;
-        if !response.status().is_success() {
-            return Err(ProviderError::UnexpectedStatus(response.status().as_u16()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(ProviderError::from_reqwest)?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(ProviderError::Malformed("the JWKS is too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = super::http::body(self.http.get(self.url.clone())).await?;
         let keys = parse_set(&body).map_err(ProviderError::Malformed)?;
         if keys.is_empty() {
             tracing::warn!("the provider's JWKS holds no usable signing key");

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod discovery;
+mod http;
 pub mod id_token;
 pub mod jwks;
 pub mod slot;

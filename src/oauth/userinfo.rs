@@ -30,20 +30,7 @@ pub async fn fetch(
     url: &Url,
     access_token: &Token,
 ) -> Result<Identity, ProviderError> {
-    let response = http
-        .get(url.clone())
-        .bearer_auth(access_token.expose())
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(ProviderError::from_reqwest)?;
-    if !response.status().is_success() {
-        return Err(ProviderError::UnexpectedStatus(response.status().as_u16()));
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(ProviderError::from_reqwest)?;
+    let body = super::http::body(http.get(url.clone()).bearer_auth(access_token.expose())).await?;
     let info: UserInfo = serde_json::from_slice(&body)
         .map_err(|_| ProviderError::Malformed("userinfo is not the expected JSON".into()))?;
     let subject = match info.sub.or(info.id) {

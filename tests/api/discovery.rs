@@ -114,3 +114,26 @@ async fn explicit_endpoint_settings_win_over_discovery() {
         "{authorize}"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_discovery_document_is_refused() {
+    let mock = MockServer::start().await;
+    let mut doc = document(&mock.uri());
+    doc["padding"] = serde_json::json!("x".repeat(300 * 1024));
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(doc))
+        .mount(&mock)
+        .await;
+    let app = unready_app(&mock.uri()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock.received_requests().await.unwrap_or_default().len() < 2 {
+        assert!(Instant::now() < deadline, "discovery was not retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = readyz(&app).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("provider_unavailable"))
+    );
+}
