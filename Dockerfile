@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: compile with the full toolchain, run from a small image as a non-root user.
-FROM rust:1.88-slim-bookworm AS build
+FROM rust:1.89-slim-bookworm AS build
 WORKDIR /src
 # The whole context (see .dockerignore): Cargo.toml names benches and examples, whose files
 # must exist for cargo to read the manifest, even though only the binary is built.
