@@ -58,20 +58,36 @@ impl BrowserBinding {
 
     fn cookie(&self, id: &str) -> Cookie<'static> {
         let mut jar = CookieJar::new();
-        let mut cookie = Cookie::build(self.cookie_name.clone(), id.to_owned())
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(SameSite::Lax)
-            .path("/");
-        if let Some(domain) = &self.domain {
-            cookie = cookie.domain(domain.clone());
-        }
-        jar.signed_mut(&self.key).add(cookie.finish());
+        jar.signed_mut(&self.key).add(with_attributes(
+            self.cookie_name.clone(),
+            id.to_owned(),
+            self.secure,
+            self.domain.as_deref(),
+        ));
         jar.delta()
             .next()
             .cloned()
             .unwrap_or_else(|| Cookie::new(self.cookie_name.clone(), ""))
     }
+}
+
+/// A cookie of ours (the session and the browser binding alike): HttpOnly, SameSite=Lax,
+/// Path=/, Secure unless turned off, Domain when COOKIE_DOMAIN is set.
+pub fn with_attributes(
+    name: String,
+    value: String,
+    secure: bool,
+    domain: Option<&str>,
+) -> Cookie<'static> {
+    let mut cookie = Cookie::build(name, value)
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .path("/");
+    if let Some(domain) = domain {
+        cookie = cookie.domain(domain.to_owned());
+    }
+    cookie.finish()
 }
 
 /// Constant-time equality for secrets.

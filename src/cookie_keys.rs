@@ -7,7 +7,7 @@
 //! error (so no error loop).
 
 use actix_web::body::MessageBody;
-use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
+use actix_web::cookie::{Cookie, CookieJar, Key};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
@@ -75,15 +75,7 @@ impl CookieKeys {
     }
 
     fn cookie(&self, name: &str, value: String) -> Cookie<'static> {
-        let mut c = Cookie::build(name.to_owned(), value)
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(SameSite::Lax)
-            .path("/");
-        if let Some(domain) = &self.domain {
-            c = c.domain(domain.clone());
-        }
-        c.finish()
+        crate::browser::with_attributes(name.to_owned(), value, self.secure, self.domain.as_deref())
     }
 }
 
