@@ -307,6 +307,18 @@ impl TestApp {
             .expect("GET")
     }
 
+    /// The tokens of this app's one signed-in session, as stored in Redis.
+    pub async fn stored_tokens(&self) -> serde_json::Value {
+        let keys = self.keys("session").await;
+        assert_eq!(keys.len(), 1, "one session");
+        let stored = self
+            .get_key(keys[0].trim_start_matches(&self.prefix))
+            .await
+            .expect("session");
+        let map: HashMap<String, String> = serde_json::from_str(&stored).expect("map");
+        serde_json::from_str(&map["tokens"]).expect("tokens")
+    }
+
     /// Keys this app wrote, for assertions on what is (not) stored.
     pub async fn keys(&self, kind: &str) -> Vec<String> {
         let mut conn = self.redis().await;
@@ -1518,4 +1530,40 @@ pub async fn direct_and_behind_nginx(overrides: &[(&str, &str)]) -> DirectAndBeh
         }
     }
     panic!("nginx never got a free port:\n{last}");
+}
+
+/// The `Set-Cookie` line `res` sets for `name` (panics if none).
+pub fn set_cookie(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+/// A sign-in that carries gatehouse's cookies by hand (a jar would drop Secure cookies over
+/// plain http, or cookies for another domain): returns the binding cookie's `Set-Cookie` line
+/// from /signin and the callback's response.
+pub async fn sign_in_carrying_cookies(app: &TestApp, login: &str) -> (String, reqwest::Response) {
+    let gate = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client");
+    let res = gate.get(app.url("/signin")).send().await.expect("signin");
+    let binding = set_cookie(&res, "gatehouse_browser");
+    let callback = idp_login(&browser(), &location(&res), login).await;
+    let cb = Url::parse(&callback).expect("cb");
+    let res = gate
+        .get(format!(
+            "{}/redirect?{}",
+            app.address,
+            cb.query().unwrap_or_default()
+        ))
+        .header("cookie", binding.split(';').next().unwrap_or_default())
+        .send()
+        .await
+        .expect("callback");
+    (binding, res)
 }

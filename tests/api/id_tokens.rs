@@ -665,18 +665,6 @@ async fn rfc9207_a_callback_without_iss_is_refused_and_spends_the_state() {
     assert_signed_out(&app).await;
 }
 
-/// The tokens of the app's one signed-in session, from Redis.
-async fn stored_tokens(app: &TestApp) -> serde_json::Value {
-    let keys = app.keys("session").await;
-    assert_eq!(keys.len(), 1, "one session");
-    let stored = app
-        .get_key(keys[0].trim_start_matches(&app.prefix))
-        .await
-        .expect("session");
-    let map: HashMap<String, String> = serde_json::from_str(&stored).expect("map");
-    serde_json::from_str(&map["tokens"]).expect("tokens")
-}
-
 async fn provider_like(app: &TestApp) -> Provider {
     let settings = load(app.vars.clone()).expect("settings");
     Provider::build(settings.provider, &settings.server)
@@ -690,7 +678,7 @@ async fn refresh_revoke_and_end_session_against_the_real_provider() {
     let app = spawn_app_with_idp(&[]).await;
     let res = app.sign_in(&app.client, "rita", None).await;
     assert_eq!(res.status().as_u16(), 303);
-    let tokens = stored_tokens(&app).await;
+    let tokens = app.stored_tokens().await;
     let refresh_token = Token::new(tokens["refresh_token"].as_str().expect("rt").to_owned());
     let id_token = Token::new(tokens["id_token"].as_str().expect("id").to_owned());
     let old_access = tokens["access_token"].as_str().expect("at").to_owned();

@@ -39,15 +39,7 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
     assert_eq!(res.status().as_u16(), 303);
     assert_eq!(app.get("/auth").await.status().as_u16(), 200);
 
-    let keys = app.keys("session").await;
-    assert_eq!(keys.len(), 1);
-    let stored = app
-        .get_key(keys[0].trim_start_matches(&app.prefix))
-        .await
-        .expect("session");
-    let map: std::collections::HashMap<String, String> =
-        serde_json::from_str(&stored).expect("map");
-    let tokens: serde_json::Value = serde_json::from_str(&map["tokens"]).expect("tokens");
+    let tokens = app.stored_tokens().await;
     let cookie = app.cookie_header();
 
     // Stop the binary; its output channel then ends, so this collects every line it wrote.

@@ -255,41 +255,20 @@ async fn auth_passes_identity_headers_and_the_access_token_only_on_request() {
         .to_str()
         .expect("ascii")
         .to_owned();
-    let keys = opted.keys("session").await;
-    let stored = opted
-        .get_key(keys[0].trim_start_matches(&opted.prefix))
-        .await
-        .expect("session");
-    let map: std::collections::HashMap<String, String> =
-        serde_json::from_str(&stored).expect("map");
-    let tokens: serde_json::Value = serde_json::from_str(&map["tokens"]).expect("tokens");
+    let tokens = opted.stored_tokens().await;
     assert_eq!(tokens["access_token"], token.as_str());
 }
 
 #[tokio::test]
 async fn the_cookie_domain_is_set_on_both_cookies() {
     let app = spawn_app_with_idp(&[("GATEHOUSE__SESSION__COOKIE_DOMAIN", "gatehouse.test")]).await;
-    let gate = plain();
-    let res = gate.get(app.url("/signin")).send().await.expect("signin");
-    let binding = set_cookie(&res, "gatehouse_browser");
+    let (binding, res) = sign_in_carrying_cookies(&app, "tess").await;
     assert!(
         binding
             .to_ascii_lowercase()
             .contains("domain=gatehouse.test"),
         "{binding}"
     );
-    let callback = idp_login(&browser(), &location(&res), "tess").await;
-    let cb = reqwest::Url::parse(&callback).expect("cb");
-    let res = gate
-        .get(format!(
-            "{}/redirect?{}",
-            app.address,
-            cb.query().unwrap_or_default()
-        ))
-        .header("cookie", binding.split(';').next().unwrap_or_default())
-        .send()
-        .await
-        .expect("callback");
     assert_eq!(res.status().as_u16(), 303);
     let session = set_cookie(&res, "gatehouse");
     assert!(
@@ -301,7 +280,7 @@ async fn the_cookie_domain_is_set_on_both_cookies() {
 
     // Default: host-only cookies.
     let plain_app = spawn_app().await;
-    let res = gate
+    let res = plain()
         .get(plain_app.url("/signin"))
         .send()
         .await
@@ -348,16 +327,6 @@ async fn a_sister_app_may_sign_out_but_other_sites_may_not() {
             .as_u16(),
         403
     );
-}
-
-fn set_cookie(res: &reqwest::Response, name: &str) -> String {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie"))
-        .to_owned()
 }
 
 #[tokio::test]

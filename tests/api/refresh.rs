@@ -251,7 +251,7 @@ async fn twenty_requests_on_an_expiring_session_refresh_exactly_once_with_a_slow
             for _ in 0..5_000 {
                 let status = app.get("/auth").await.status().as_u16();
                 seen.push(status);
-                if status != 200 || stored_tokens(&app).await["access_token"] == "at-1" {
+                if status != 200 || app.stored_tokens().await["access_token"] == "at-1" {
                     break;
                 }
             }
@@ -421,9 +421,9 @@ async fn refresh_and_sign_out_against_the_real_provider() {
             .as_u16(),
         303
     );
-    let before = stored_tokens(&app).await;
+    let before = app.stored_tokens().await;
     assert_eq!(app.get("/auth").await.status().as_u16(), 200);
-    let after = stored_tokens(&app).await;
+    let after = app.stored_tokens().await;
     assert_ne!(
         before["access_token"], after["access_token"],
         "refreshed at the provider"
@@ -459,14 +459,4 @@ async fn refresh_and_sign_out_against_the_real_provider() {
     assert_eq!(res.status().as_u16(), 400);
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["error"], "invalid_grant");
-}
-
-async fn stored_tokens(app: &TestApp) -> serde_json::Value {
-    let keys = app.keys("session").await;
-    let stored = app
-        .get_key(keys[0].trim_start_matches(&app.prefix))
-        .await
-        .expect("session");
-    let map: HashMap<String, String> = serde_json::from_str(&stored).expect("map");
-    serde_json::from_str(&map["tokens"]).expect("tokens")
 }

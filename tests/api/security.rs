@@ -122,27 +122,8 @@ async fn cookies_carry_the_contract_attributes() {
     // Secure is on by default; a browser would not send Secure cookies over plain http, so
     // this test carries them by hand.
     let app = spawn_app_with_idp(&[("GATEHOUSE__SESSION__COOKIE_SECURE", "")]).await;
-    let gate = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let res = gate.get(app.url("/signin")).send().await.expect("signin");
-    let binding = set_cookie(&res, "gatehouse_browser");
+    let (binding, res) = sign_in_carrying_cookies(&app, "iris").await;
     assert_attributes(&binding);
-    let authorize = location(&res);
-    let idp_browser = browser();
-    let callback = idp_login(&idp_browser, &authorize, "iris").await;
-    let cb = reqwest::Url::parse(&callback).expect("cb");
-    let res = gate
-        .get(format!(
-            "{}/redirect?{}",
-            app.address,
-            cb.query().unwrap_or_default()
-        ))
-        .header("cookie", binding.split(';').next().unwrap_or_default())
-        .send()
-        .await
-        .expect("callback");
     assert_eq!(res.status().as_u16(), 303);
     let session = set_cookie(&res, "gatehouse");
     assert_attributes(&session);
@@ -154,16 +135,6 @@ async fn cookies_carry_the_contract_attributes() {
         session.len() < 200,
         "the cookie holds only a signed id: {session}"
     );
-}
-
-fn set_cookie(res: &reqwest::Response, name: &str) -> String {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie"))
-        .to_owned()
 }
 
 fn assert_attributes(cookie: &str) {
