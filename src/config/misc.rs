@@ -1,0 +1,125 @@
+//! The smaller sections: tokens, sign-out, metrics, logs and pages.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use super::reader::Reader;
+use super::{invalid, SettingsError};
+
+/// What gatehouse's own pages show: the product name and an optional logo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSettings {
+    /// Product name: page titles and the header of every page.
+    pub title: String,
+    /// An http(s) image shown beside the name; its origin is allowed in `img-src`.
+    pub logo_url: Option<Url>,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            title: "gatehouse".to_owned(),
+            logo_url: None,
+        }
+    }
+}
+
+/// The longest product name accepted (it has to fit a phone's title bar).
+const MAX_UI_TITLE_CHARS: usize = 80;
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// A separate listener for /metrics; None: served on the main one.
+    pub bind: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub refresh_before: Duration,
+    pub outlive_access_token: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SignoutSettings {
+    pub provider_logout: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+impl TokenSettings {
+    pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        let tokens = TokenSettings {
+            refresh_before: Duration::from_secs(r.number(
+                "tokens.refresh_before_secs",
+                0,
+                60 * 60 * 24,
+            )?),
+            outlive_access_token: r.boolean("tokens.outlive_access_token")?,
+        };
+        Ok(tokens)
+    }
+}
+
+impl SignoutSettings {
+    pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        let signout = SignoutSettings {
+            provider_logout: r.boolean("signout.provider_logout")?,
+        };
+        Ok(signout)
+    }
+}
+
+impl MetricsSettings {
+    pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        let metrics = MetricsSettings {
+            bind: match r.optional("metrics.bind") {
+                None => None,
+                Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                    invalid("metrics.bind", "must be an address such as 127.0.0.1:9100")
+                })?),
+            },
+        };
+        Ok(metrics)
+    }
+}
+
+impl LogSettings {
+    pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        let format = match r.required("log.format")?.to_ascii_lowercase().as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            _ => return Err(invalid("log.format", "must be `pretty` or `json`")),
+        };
+        Ok(LogSettings { format })
+    }
+}
+
+impl UiSettings {
+    pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        let title = r.required("ui.title")?;
+        if title.chars().count() > MAX_UI_TITLE_CHARS || title.chars().any(char::is_control) {
+            return Err(invalid(
+                "ui.title",
+                format!(
+                    "must be at most {MAX_UI_TITLE_CHARS} characters, without control characters"
+                ),
+            ));
+        }
+        let ui = UiSettings {
+            title,
+            logo_url: r.url("ui.logo_url")?,
+        };
+        Ok(ui)
+    }
+}
