@@ -26,7 +26,7 @@ use secrecy::ExposeSecret;
 use crate::config::{env_name, RedisSettings};
 
 /// Bounds chosen so that a dead Redis turns into a 503 within about a second, and a revived
-/// one is used again within a second (see the field notes in the README).
+/// one is used again within a second (see "Redis outage" in docs/operations.md).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Cluster only: a command may follow a `MOVED`/`ASK` redirection or a reconnect this many

@@ -1,4 +1,4 @@
-//! The README's settings table, config/default.toml and the loader's known keys agree.
+//! docs/configuration.md's settings table, config/default.toml and the loader's known keys agree.
 
 use std::collections::BTreeSet;
 
@@ -29,10 +29,13 @@ fn default_toml_lists_exactly_the_known_settings() {
 }
 
 #[test]
-fn readme_documents_every_setting() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let documented: BTreeSet<String> = readme
+fn docs_document_every_setting() {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs/configuration.md");
+    let documented: BTreeSet<String> = page
         .lines()
         .filter_map(|l| l.strip_prefix("| `GATEHOUSE__"))
         .filter_map(|l| l.split('`').next())
@@ -41,6 +44,6 @@ fn readme_documents_every_setting() {
     let expected: BTreeSet<String> = default_toml_keys().iter().map(|k| env_name(k)).collect();
     assert_eq!(
         documented, expected,
-        "README settings table vs config/default.toml"
+        "docs/configuration.md settings table vs config/default.toml"
     );
 }

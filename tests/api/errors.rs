@@ -282,7 +282,7 @@ async fn cross_site_signout_is_403_forbidden() {
 }
 
 #[tokio::test]
-#[ignore = "known limitation (README changelog): actix-http answers oversized headers itself (431, empty body), outside the contract's format"]
+#[ignore = "known limitation (docs/changelog.md): actix-http answers oversized headers itself (431, empty body), outside the contract's format"]
 async fn oversized_headers_are_answered_in_the_format() {
     let app = spawn_app().await;
     let res = app
@@ -298,7 +298,7 @@ async fn oversized_headers_are_answered_in_the_format() {
 }
 
 #[tokio::test]
-#[ignore = "known limitation (README changelog): actix-http answers a request with too many headers itself (400, empty body), outside the contract's format"]
+#[ignore = "known limitation (docs/changelog.md): actix-http answers a request with too many headers itself (400, empty body), outside the contract's format"]
 async fn too_many_headers_are_answered_in_the_format() {
     let app = spawn_app().await;
     let mut req = app.client.get(app.url("/auth"));

@@ -23,7 +23,7 @@ const CASES: u32 = 256;
 
 const HTML_ACCEPT: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
 
-/// Every code the contract and the README's changelog name.
+/// Every code the contract and the changelog (docs/changelog.md) name.
 const ERROR_CODES: &[&str] = &[
     "invalid_request",
     "invalid_state",
@@ -1029,7 +1029,7 @@ async fn an_oversized_uri_is_refused_on_every_endpoint() {
 }
 
 /// Beyond actix-http's header buffer (128 KiB) the HTTP layer answers by itself, outside the
-/// format (README: a known deviation); what matters here: a 4xx, and the server goes on.
+/// format (docs/changelog.md: a known deviation); what matters here: a 4xx, and the server goes on.
 #[tokio::test]
 async fn a_1_mib_uri_is_refused_and_the_server_goes_on() {
     let app = spawn_app().await;

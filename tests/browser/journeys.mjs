@@ -7,7 +7,7 @@
 //
 // Every journey runs in a fresh browser (its own empty --user-data-dir). A failing journey saves
 // a screenshot of each of its tabs in $GATEHOUSE_BROWSER_SCREENSHOTS; the sign-in journey always
-// saves gatehouse's signed-in page to $GATEHOUSE_BROWSER_README_SCREENSHOT (the README's).
+// saves gatehouse's signed-in page to $GATEHOUSE_BROWSER_README_SCREENSHOT (docs/endpoints.md's).
 // No sleeps: only Playwright's waits for URLs, selectors and events, each bounded.
 
 import { chromium } from 'playwright-core';
@@ -176,7 +176,7 @@ async function assertPhoneWidthAndFocus(page, focusable) {
 
 /// Signed out, a protected page → the provider's login form → consent → back on the page asked
 /// for, showing the identity the upstream received; the URL bar keeps no code; then gatehouse's
-/// own signed-in page (the README's screenshot).
+/// own signed-in page (the screenshot in docs/endpoints.md).
 async function signInLandsOnThePageAskedFor(browser) {
   const page = await page0(browser);
   const asked = `${APP}/app/reports?id=7`;
@@ -201,7 +201,7 @@ async function signInLandsOnThePageAskedFor(browser) {
   assert.equal(await callbackAnswer.headerValue('referrer-policy'), 'no-referrer');
   assert.equal(await callbackAnswer.headerValue('cache-control'), 'no-store');
 
-  // gatehouse's own home page, signed in: the README's screenshot.
+  // gatehouse's own home page, signed in: the screenshot in docs/endpoints.md.
   const home = await page.goto(`${GATEHOUSE}/`);
   assert.equal(home.status(), 200);
   await assertStyledPage(page);
