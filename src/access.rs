@@ -55,6 +55,7 @@ mod tests {
             allowed_email_domains: domains.iter().map(|s| s.to_string()).collect(),
             allowed_emails: emails.iter().map(|s| s.to_string()).collect(),
             require_email_verified: verified,
+            ..Default::default()
         }
     }
 

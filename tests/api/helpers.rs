@@ -63,6 +63,8 @@ pub fn base_vars() -> HashMap<String, String> {
         ("GATEHOUSE__REDIS__KEY_PREFIX", unique_prefix()),
         ("GATEHOUSE__SESSION__SECRET", session_secret()),
         ("GATEHOUSE__SESSION__COOKIE_SECURE", "false".to_owned()),
+        // The tests that are not about access rules let every signed-in user pass, and say so.
+        ("GATEHOUSE__ACCESS__ALLOW_ANY_USER", "true".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -485,3 +485,43 @@ fn a_broken_settings_file_does_not_echo_a_secret() {
     );
     assert!(!err.0.contains("hunter2"), "secret in error: {}", err.0);
 }
+
+#[test]
+fn no_access_rule_and_no_explicit_choice_stops_start_up() {
+    let mut vars = base_vars();
+    vars.remove("GATEHOUSE__ACCESS__ALLOW_ANY_USER");
+    let err = load(vars.clone()).expect_err("no rule, no choice");
+    assert!(
+        err.0.contains("GATEHOUSE__ACCESS__ALLOW_ANY_USER")
+            && err.0.contains("GATEHOUSE__ACCESS__ALLOWED_GROUPS"),
+        "{err}"
+    );
+    assert_eq!(err.0.lines().count(), 1, "one line: {err}");
+    for (key, value) in [
+        ("GATEHOUSE__ACCESS__ALLOWED_GROUPS", "staff"),
+        ("GATEHOUSE__ACCESS__ALLOWED_EMAILS", "ann@example.com"),
+        ("GATEHOUSE__ACCESS__ALLOWED_EMAIL_DOMAINS", "example.com"),
+        ("GATEHOUSE__ACCESS__ALLOW_ANY_USER", "true"),
+    ] {
+        let mut with = vars.clone();
+        with.insert(key.into(), value.into());
+        assert!(load(with).is_ok(), "{key} is a choice");
+    }
+}
+
+#[test]
+fn groups_claim_is_a_name_or_a_dotted_path() {
+    let mut vars = base_vars();
+    vars.insert(
+        "GATEHOUSE__ACCESS__GROUPS_CLAIM".into(),
+        "realm_access.roles".into(),
+    );
+    let settings = load(vars.clone()).expect("a dotted path");
+    assert_eq!(settings.access.groups_claim, ["realm_access", "roles"]);
+    vars.insert(
+        "GATEHOUSE__ACCESS__GROUPS_CLAIM".into(),
+        "realm_access..roles".into(),
+    );
+    let err = load(vars).expect_err("an empty segment");
+    assert!(err.0.contains("GATEHOUSE__ACCESS__GROUPS_CLAIM"), "{err}");
+}
