@@ -6,6 +6,7 @@ pub mod config;
 pub mod cookie_keys;
 pub mod error;
 pub mod identity;
+pub mod keys;
 pub mod metrics;
 pub mod middleware;
 pub mod navigation;
