@@ -70,11 +70,24 @@ function accountFor(sub) {
     .filter(Boolean)
     .map((w) => w[0].toUpperCase() + w.slice(1))
     .join(' ') || sub;
+  // Groups and flags ride on the login's local part: `ann+admins+staff` is in the groups
+  // `admins` and `staff`; the word `unverified` instead marks the email as not verified, and
+  // `accented` gives a non-ASCII name. The groups are also served as Keycloak's
+  // `realm_access.roles`, for dotted-path claim settings.
+  const [, ...tags] = sub.split('+');
+  const flags = new Set(['unverified', 'accented']);
+  const groups = tags.filter((t) => t && !flags.has(t));
   return {
     accountId: sub,
     async claims() {
       return {
-        sub, email, email_verified: true, name, preferred_username: login,
+        sub,
+        email,
+        email_verified: !tags.includes('unverified'),
+        name: tags.includes('accented') ? `Zoë ${name}` : name,
+        preferred_username: login,
+        groups,
+        realm_access: { roles: groups },
       };
     },
   };
@@ -90,7 +103,7 @@ const provider = new Provider(issuer, {
     iss: null,
     openid: ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['name', 'preferred_username'],
+    profile: ['name', 'preferred_username', 'groups', 'realm_access'],
   },
   // Put scope-granted claims into the ID token too, not only userinfo.
   conformIdTokenClaims: false,
