@@ -42,9 +42,10 @@ pub enum AppError {
     SignInRequired(String),
     #[error("{0}")]
     Forbidden(&'static str),
-    /// The access policy does not admit this user. No session was created.
-    #[error("your account is not allowed to sign in here; ask your administrator for access")]
-    AccessDenied,
+    /// The access rules do not admit this user (at sign-in: no session was created). Carries
+    /// the reason, in words for the person refused (never a claim's value).
+    #[error("{0}")]
+    AccessDenied(&'static str),
     #[error("no such page")]
     NotFound,
     /// Carries the methods the resource does allow (`Allow` header).
@@ -68,7 +69,7 @@ impl AppError {
                 "unauthorized"
             }
             AppError::Forbidden(_) => "forbidden",
-            AppError::AccessDenied => "access_denied",
+            AppError::AccessDenied(_) => "access_denied",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed(_) => "method_not_allowed",
             AppError::Internal => "internal_error",
@@ -109,7 +110,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            AppError::Forbidden(_) | AppError::AccessDenied => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::AccessDenied(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -193,7 +194,7 @@ fn title(err: &AppError) -> &'static str {
             "You are not signed in"
         }
         AppError::Forbidden(_) => "That request was refused",
-        AppError::AccessDenied => "You do not have access",
+        AppError::AccessDenied(_) => "You do not have access",
         AppError::NotFound => "Page not found",
         AppError::MethodNotAllowed(_) => "Method not allowed",
         AppError::Internal => "Something went wrong on our side",
@@ -234,7 +235,7 @@ fn help(err: &AppError) -> &'static str {
             "The request was refused to protect your account, for example because it came \
              from another site."
         }
-        AppError::AccessDenied => {
+        AppError::AccessDenied(_) => {
             "You signed in, but your account is not allowed to use this service. Ask your \
              administrator for access."
         }
@@ -324,7 +325,7 @@ mod tests {
             AppError::Unauthorized,
             AppError::SignInRequired("http://gatehouse.test/signin?return_to=%2Fx".into()),
             AppError::Forbidden("cross-site sign-out requests are refused"),
-            AppError::AccessDenied,
+            AppError::AccessDenied("not in an allowed group"),
             AppError::NotFound,
             AppError::MethodNotAllowed("GET"),
             AppError::Internal,

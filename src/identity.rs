@@ -1,15 +1,31 @@
 //! Who signed in and the tokens kept for them, as stored in the server-side session.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The signed-in user. Safe to show and to log (no secrets).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Identity {
     pub subject: String,
     pub email: Option<String>,
     pub email_verified: Option<bool>,
     pub name: Option<String>,
     pub preferred_username: Option<String>,
+    /// From `ACCESS__GROUPS_CLAIM`; empty when the user has none (or none are asked for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The values of the claims `FORWARD__CLAIM_HEADERS` names, by claim path as configured:
+    /// only what a header needs is kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+    /// Every claim the provider sent (ID token, else userinfo), while signing in; never stored.
+    /// Groups and claim values are picked from it by [`crate::claims`].
+    #[serde(skip)]
+    pub raw_claims: serde_json::Map<String, serde_json::Value>,
+    /// Whether userinfo's claims are already in `raw_claims` (no need to ask again).
+    #[serde(skip)]
+    pub asked_userinfo: bool,
 }
 
 /// A token string whose `Debug` never prints it.

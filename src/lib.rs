@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod browser;
+pub mod claims;
 pub mod config;
 pub mod cookie_keys;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod return_to;
 pub mod routes;
 pub mod security_headers;
 pub mod session;
+pub mod session_cookie;
 pub mod signin;
 pub mod startup;
 pub mod store;

@@ -103,3 +103,14 @@ impl ResponseError for Rendered {
         res
     }
 }
+
+/// A session stored in the previous release's format is rewritten in the current one (tokens
+/// sealed, under a new cookie) by the first request that carries it through actix-session.
+pub async fn upgrade_stored_format(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use actix_session::SessionExt;
+    crate::session::upgrade_if_needed(&req.get_session());
+    next.call(req).await
+}

@@ -1,197 +1,379 @@
 //! Keeping a session's access token usable: refresh shortly before expiry, exactly once per
-//! session at a time across all instances.
+//! session at a time across all instances, and to the end even when the client goes away.
 //!
-//! Rotating refresh tokens are single-use, so two concurrent refreshes of one session would
-//! log the user out (the loser presents a spent token and gets `invalid_grant`). Hence: a
-//! Redis lease per session, sized from the provider timeout so it outlives the token call; a
-//! re-read of the stored session after taking it (someone may have refreshed meanwhile); the
-//! new tokens written to Redis before the lease is given back. Requests that find the lease
-//! taken serve the still-valid token, or wait briefly for the result when it has expired.
+//! Rotating refresh tokens are single-use: two concurrent refreshes of one session would log the
+//! user out (the loser presents a spent token, and some providers then revoke the whole family).
+//! Hence:
+//! - a Redis lease per session, sized to outlast the whole critical section (the token call and
+//!   a JWKS refetch, each bounded by the provider timeout), and the critical section itself
+//!   bounded below the lease;
+//! - the refresh runs in a task of its own: a proxy that drops the connection after the provider
+//!   rotated the token cannot lose the new one;
+//! - the new tokens are written only while the lease is still ours, and the lease is given back
+//!   in the same atomic step (and on every other path);
+//! - within an instance, requests for one session share one refresh (or one wait): requests
+//!   that find another instance refreshing wait with a backoff, one poller per session.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_session::Session;
+use tokio::sync::watch;
 
-use crate::error::AppError;
-use crate::identity::{now_unix, TokenSet};
-use crate::oauth::ProviderError;
-use crate::session;
-use crate::startup::AppState;
+use crate::claims::ClaimNeeds;
+use crate::config::{AccessSettings, TokenSettings};
+use crate::identity::{now_unix, Identity, TokenSet};
+use crate::metrics::Metrics;
+use crate::oauth::{Provider, ProviderError, ProviderSlot};
+use crate::store::index::SessionIndex;
+use crate::store::locks::Locks;
+use crate::store::record::{Session, KEY_LEN};
+use crate::store::sessions::{LeasedWrite, RedisSessionStore};
+use crate::store::StoreError;
 
-/// How long past the provider timeout a lease lasts: the call is bounded by the timeout, the
-/// margin covers writing the result.
+/// What the lease outlives the critical section by: the final write and the release.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(50);
+/// Waiting for another instance's refresh: first poll, and the longest gap between polls.
+const FIRST_POLL: Duration = Duration::from_millis(50);
+const MAX_POLL: Duration = Duration::from_millis(800);
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Signed in, with a usable access token.
+    /// Signed in; the stored tokens are (still) usable.
     Live,
+    /// Signed in with newer tokens (and possibly newer claims) than the caller read.
+    Refreshed(Box<Session>),
     /// Not signed in (any more): answer 401.
     Ended,
+    /// The access rules no longer admit the user (their claims changed): the session ended;
+    /// answer 403.
+    Refused,
 }
 
-/// Checks the session's tokens and refreshes them when they are about to expire.
-pub async fn ensure_fresh(session: &Session, state: &AppState) -> Result<Outcome, AppError> {
-    let Some(times) = session::token_times(session) else {
-        return Ok(Outcome::Live);
-    };
-    let Some(expires_at) = times.expires_at else {
-        return Ok(Outcome::Live);
-    };
-    let now = now_unix();
-    if now.saturating_add(state.tokens.refresh_before.as_secs()) < expires_at {
-        return Ok(Outcome::Live);
+/// What the caller read of the session: enough to decide whether a refresh is due.
+pub struct Seen<'a> {
+    pub id: &'a str,
+    pub key: Option<[u8; KEY_LEN]>,
+    pub expires_at: Option<u64>,
+    pub refreshable: bool,
+}
+
+type Shared = watch::Receiver<Option<Result<Outcome, ()>>>;
+
+pub struct Refresher {
+    sessions: RedisSessionStore,
+    locks: Locks,
+    provider: Arc<ProviderSlot>,
+    access: AccessSettings,
+    needs: ClaimNeeds,
+    settings: TokenSettings,
+    metrics: Arc<Metrics>,
+    /// Refreshes (or waits) under way in this process, by record id.
+    inflight: Mutex<HashMap<String, Shared>>,
+}
+
+impl Refresher {
+    pub fn new(
+        sessions: RedisSessionStore,
+        locks: Locks,
+        provider: Arc<ProviderSlot>,
+        access: AccessSettings,
+        needs: ClaimNeeds,
+        settings: TokenSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Refresher {
+            sessions,
+            locks,
+            provider,
+            access,
+            needs,
+            settings,
+            metrics,
+            inflight: Mutex::new(HashMap::new()),
+        }
     }
-    let still_valid = now < expires_at;
-    if !times.refreshable() {
-        if still_valid || state.tokens.outlive_access_token {
+
+    fn index(&self) -> &SessionIndex {
+        self.sessions.index()
+    }
+
+    /// Usually nothing to do; near expiry, one refresh per session across instances.
+    pub async fn ensure_fresh(self: &Arc<Self>, seen: Seen<'_>) -> Result<Outcome, StoreError> {
+        let Some(expires_at) = seen.expires_at else {
+            return Ok(Outcome::Live);
+        };
+        let now = now_unix();
+        if now.saturating_add(self.settings.refresh_before.as_secs()) < expires_at {
             return Ok(Outcome::Live);
         }
-        tracing::info!("access token expired and cannot be refreshed: session ended");
-        session::end(session);
-        return Ok(Outcome::Ended);
-    }
-    let (Some(key), Some(provider)) = (session::key(session), state.provider.get()) else {
-        return Ok(if still_valid {
-            Outcome::Live
-        } else {
-            Outcome::Ended
-        });
-    };
-    let lease_time = provider.settings().timeout + LEASE_MARGIN;
-    match state.locks.try_acquire(&key, lease_time).await? {
-        Some(lease) => {
-            let outcome = refresh_holding_lease(session, state, &provider, &key, expires_at).await;
-            // Give the lease back whatever happened; an error here only delays the next one.
-            if let Err(e) = state.locks.release(lease).await {
-                tracing::warn!(error = %e, "could not release a refresh lease");
+        let still_valid = now < expires_at;
+        if !seen.refreshable {
+            if still_valid || self.settings.outlive_access_token {
+                return Ok(Outcome::Live);
             }
-            outcome
+            tracing::info!("access token expired and cannot be refreshed: session ended");
+            self.index().end(seen.id).await?;
+            return Ok(Outcome::Ended);
         }
-        None if still_valid => Ok(Outcome::Live),
-        None => wait_for_other_refresh(session, state, &key, expires_at, lease_time).await,
+        let (mut shared, started) = self.shared_refresh(seen.id, seen.key, expires_at);
+        if still_valid && !started {
+            // The token still serves: the refresh under way goes on without this request.
+            return Ok(Outcome::Live);
+        }
+        // This request may be dropped here (the client went away): the task goes on.
+        let outcome = match shared.wait_for(Option::is_some).await {
+            Ok(done) => done.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(outcome)) => Ok(outcome),
+            Some(Err(())) | None => Err(StoreError::Unavailable(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the session could not be refreshed",
+            )))),
+        }
     }
-}
 
-async fn refresh_holding_lease(
-    session: &Session,
-    state: &AppState,
-    provider: &crate::oauth::Provider,
-    key: &str,
-    seen_expires_at: u64,
-) -> Result<Outcome, AppError> {
-    let Some(mut stored) = state.sessions.read(key).await? else {
-        // Signed out (or expired) meanwhile.
-        return Ok(Outcome::Ended);
-    };
-    let Some(current) = stored_tokens(&stored) else {
-        return Ok(Outcome::Ended);
-    };
-    if current.expires_at != Some(seen_expires_at) {
-        // Another request refreshed while we were getting here: adopt its result.
-        adopt(session, &current)?;
-        return Ok(Outcome::Live);
+    /// Joins the refresh under way in this process for `id`, or starts one in its own task
+    /// (then `true`: the request that starts a refresh waits for its result).
+    fn shared_refresh(
+        self: &Arc<Self>,
+        id: &str,
+        key: Option<[u8; KEY_LEN]>,
+        seen: u64,
+    ) -> (Shared, bool) {
+        let Ok(mut inflight) = self.inflight.lock() else {
+            // A poisoned map only loses the sharing, never the refresh.
+            return (self.spawn(id.to_owned(), key, seen, false), true);
+        };
+        if let Some(rx) = inflight.get(id) {
+            return (rx.clone(), false);
+        }
+        let rx = self.spawn(id.to_owned(), key, seen, true);
+        inflight.insert(id.to_owned(), rx.clone());
+        (rx, true)
     }
-    let Some(identity) = session::identity(session) else {
-        return Ok(Outcome::Ended);
-    };
-    if let Err(e) = crate::access::check(&state.access, &identity) {
-        tracing::info!("access policy no longer admits this user: session ended");
-        end_everywhere(session, state, key).await?;
-        return Err(e);
-    }
-    let Some(refresh_token) = current.refresh_token.clone() else {
-        return Ok(if now_unix() < seen_expires_at {
-            Outcome::Live
-        } else {
-            Outcome::Ended
-        });
-    };
-    match provider.refresh(&refresh_token, &identity.subject).await {
-        Ok(fresh) => {
-            let merged = TokenSet {
-                access_token: fresh.access_token,
-                // The provider did not rotate it: the old one stays valid.
-                refresh_token: fresh.refresh_token.or(current.refresh_token),
-                id_token: fresh.id_token.or(current.id_token),
-                expires_at: fresh.expires_at,
-                scopes: if fresh.scopes.is_empty() {
-                    current.scopes
-                } else {
-                    fresh.scopes
-                },
-            };
-            let encoded = serde_json::to_string(&merged).map_err(|_| AppError::Internal)?;
-            stored.insert(session::TOKENS.to_owned(), encoded);
-            if !state.sessions.replace(key, &stored).await? {
-                return Ok(Outcome::Ended);
+
+    fn spawn(
+        self: &Arc<Self>,
+        id: String,
+        key: Option<[u8; KEY_LEN]>,
+        seen: u64,
+        shared: bool,
+    ) -> Shared {
+        let (tx, rx) = watch::channel(None);
+        let this = Arc::clone(self);
+        actix_web::rt::spawn(async move {
+            let outcome = this.run(&id, key, seen).await.map_err(|e| {
+                tracing::warn!(error = %e, "redis call failed during a refresh");
+            });
+            if shared {
+                if let Ok(mut inflight) = this.inflight.lock() {
+                    inflight.remove(&id);
+                }
             }
-            adopt(session, &merged)?;
-            state.metrics.refreshed("ok");
-            tracing::info!(subject = %identity.subject, "access token refreshed");
-            Ok(Outcome::Live)
-        }
-        Err(ProviderError::ErrorResponse(code)) if code == "invalid_grant" => {
-            state.metrics.refreshed("invalid_grant");
-            tracing::info!("refresh token refused (invalid_grant): session ended");
-            end_everywhere(session, state, key).await?;
-            Ok(Outcome::Ended)
-        }
-        Err(e) => {
-            state.metrics.refreshed("failed");
-            // A provider outage must not log anyone out before their token actually expires.
-            tracing::warn!(reason = %e, "refresh failed; keeping the session while the token lasts");
-            Ok(if now_unix() < seen_expires_at {
+            let _ = tx.send(Some(outcome));
+        });
+        rx
+    }
+
+    async fn run(
+        &self,
+        id: &str,
+        key: Option<[u8; KEY_LEN]>,
+        seen: u64,
+    ) -> Result<Outcome, StoreError> {
+        let still_valid = || now_unix() < seen;
+        let Some(provider) = self.provider.get() else {
+            return Ok(if still_valid() {
                 Outcome::Live
             } else {
                 Outcome::Ended
-            })
+            });
+        };
+        let timeout = provider.settings().timeout;
+        // The token call, then perhaps a JWKS refetch for a new ID token: each bounded by the
+        // provider timeout. The lease outlives both, with a margin for the write.
+        let critical = timeout * 2;
+        let lease_time = critical + LEASE_MARGIN;
+        let Some(lease) = self.locks.try_acquire(id, lease_time).await? else {
+            if still_valid() {
+                return Ok(Outcome::Live);
+            }
+            return self.wait_for_other(id, key, seen, lease_time).await;
+        };
+        let outcome =
+            match tokio::time::timeout(critical, self.refresh(&provider, id, key, seen, &lease))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::warn!(
+                    "refresh took longer than its bound; keeping the session while the token lasts"
+                );
+                    self.metrics.refreshed("timeout");
+                    Ok(if still_valid() {
+                        Outcome::Live
+                    } else {
+                        Outcome::Ended
+                    })
+                }
+            };
+        // Every path gives the lease back (a no-op when the write already did).
+        if let Err(e) = self.locks.release(lease).await {
+            tracing::warn!(error = %e, "could not release a refresh lease");
         }
+        outcome
     }
-}
 
-/// Someone else holds the lease and our token has expired: wait (bounded) for their result.
-async fn wait_for_other_refresh(
-    session: &Session,
-    state: &AppState,
-    key: &str,
-    seen_expires_at: u64,
-    bound: Duration,
-) -> Result<Outcome, AppError> {
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        tokio::time::sleep(POLL).await;
-        let Some(stored) = state.sessions.read(key).await? else {
+    async fn refresh(
+        &self,
+        provider: &Provider,
+        id: &str,
+        key: Option<[u8; KEY_LEN]>,
+        seen: u64,
+        lease: &crate::store::locks::Lease,
+    ) -> Result<Outcome, StoreError> {
+        let still_valid = now_unix() < seen;
+        let Some(mut current) = self.sessions.read(id, key.as_ref()).await? else {
+            // Signed out (or expired) meanwhile.
             return Ok(Outcome::Ended);
         };
-        if let Some(current) = stored_tokens(&stored) {
-            if current.expires_at != Some(seen_expires_at) {
-                adopt(session, &current)?;
-                return Ok(Outcome::Live);
+        if current.tokens.expires_at != Some(seen) {
+            // Refreshed while we were getting here: adopt that result.
+            return Ok(Outcome::Refreshed(Box::new(current)));
+        }
+        let Some(refresh_token) = current.tokens.refresh_token.clone() else {
+            return Ok(if still_valid {
+                Outcome::Live
+            } else {
+                Outcome::Ended
+            });
+        };
+        match provider
+            .refresh(&refresh_token, &current.identity.subject)
+            .await
+        {
+            Ok((fresh, identity)) => {
+                current.tokens = merge(current.tokens, fresh);
+                if let Some(newer) = identity {
+                    current.identity = renewed_identity(
+                        current.identity,
+                        newer,
+                        &self.needs,
+                        provider,
+                        &current.tokens,
+                    )
+                    .await;
+                }
+                if let Err(refusal) = crate::access::check(&self.access, &current.identity) {
+                    refusal.log(&current.identity.subject, "after a refresh");
+                    self.index().end(id).await?;
+                    self.metrics.refreshed("refused");
+                    return Ok(Outcome::Refused);
+                }
+                match self
+                    .sessions
+                    .write_under_lease(id, key.as_ref(), &current, lease)
+                    .await?
+                {
+                    LeasedWrite::Written => {}
+                    LeasedWrite::Gone => return Ok(Outcome::Ended),
+                    LeasedWrite::LeaseLost => {
+                        // Only when Redis or this process stalled past the lease: the tokens
+                        // serve this request, the next refresh starts from what is stored.
+                        tracing::warn!("refresh lease expired before the write; tokens not stored");
+                    }
+                }
+                self.metrics.refreshed("ok");
+                tracing::info!(subject = %current.identity.subject, "access token refreshed");
+                Ok(Outcome::Refreshed(Box::new(current)))
+            }
+            Err(ProviderError::ErrorResponse(code)) if code == "invalid_grant" => {
+                self.metrics.refreshed("invalid_grant");
+                tracing::info!("refresh token refused (invalid_grant): session ended");
+                self.index().end(id).await?;
+                Ok(Outcome::Ended)
+            }
+            Err(e) => {
+                self.metrics.refreshed("failed");
+                // A provider outage must not log anyone out before their token actually expires.
+                tracing::warn!(reason = %e, "refresh failed; keeping the session while the token lasts");
+                Ok(if still_valid {
+                    Outcome::Live
+                } else {
+                    Outcome::Ended
+                })
             }
         }
     }
-    Ok(Outcome::Ended)
+
+    /// Another instance holds the lease and our token has expired: wait (bounded) for its
+    /// result, polling with a growing gap.
+    async fn wait_for_other(
+        &self,
+        id: &str,
+        key: Option<[u8; KEY_LEN]>,
+        seen: u64,
+        bound: Duration,
+    ) -> Result<Outcome, StoreError> {
+        let deadline = Instant::now() + bound;
+        let mut gap = FIRST_POLL;
+        while Instant::now() < deadline {
+            tokio::time::sleep(gap).await;
+            gap = (gap * 2).min(MAX_POLL);
+            let Some(current) = self.sessions.read(id, key.as_ref()).await? else {
+                return Ok(Outcome::Ended);
+            };
+            if current.tokens.expires_at != Some(seen) {
+                return Ok(Outcome::Refreshed(Box::new(current)));
+            }
+        }
+        Ok(Outcome::Ended)
+    }
 }
 
-fn stored_tokens(stored: &HashMap<String, String>) -> Option<TokenSet> {
-    stored
-        .get(session::TOKENS)
-        .and_then(|t| serde_json::from_str(t).ok())
+/// The provider's answer over what we had: a refresh token or ID token it did not send again
+/// stays as it was.
+fn merge(current: TokenSet, fresh: TokenSet) -> TokenSet {
+    TokenSet {
+        access_token: fresh.access_token,
+        refresh_token: fresh.refresh_token.or(current.refresh_token),
+        id_token: fresh.id_token.or(current.id_token),
+        expires_at: fresh.expires_at,
+        scopes: if fresh.scopes.is_empty() {
+            current.scopes
+        } else {
+            fresh.scopes
+        },
+    }
 }
 
-/// Puts tokens already stored in Redis into this request's session snapshot, so the
-/// middleware's write at the end of the request repeats them instead of older ones.
-fn adopt(session: &Session, tokens: &TokenSet) -> Result<(), AppError> {
-    session
-        .insert(session::TOKENS, tokens)
-        .map_err(|_| AppError::Internal)
-}
-
-async fn end_everywhere(session: &Session, state: &AppState, key: &str) -> Result<(), AppError> {
-    state.sessions.delete_now(key).await?;
-    session::end(session);
-    Ok(())
+/// The identity a refreshed ID token states, over what we knew: claims may have changed
+/// (groups above all); what the new token leaves out stays as it was.
+async fn renewed_identity(
+    old: Identity,
+    mut newer: Identity,
+    needs: &ClaimNeeds,
+    provider: &Provider,
+    tokens: &TokenSet,
+) -> Identity {
+    crate::claims::complete(&mut newer, needs, provider, &tokens.access_token).await;
+    let has_groups =
+        crate::claims::lookup(&newer.raw_claims, needs.groups.iter().map(String::as_str)).is_some();
+    Identity {
+        email: newer.email.or(old.email),
+        email_verified: newer.email_verified.or(old.email_verified),
+        name: newer.name.or(old.name),
+        preferred_username: newer.preferred_username.or(old.preferred_username),
+        groups: if has_groups { newer.groups } else { old.groups },
+        claims: {
+            let mut claims = old.claims;
+            claims.extend(newer.claims);
+            claims
+        },
+        subject: newer.subject,
+        ..Identity::default()
+    }
 }

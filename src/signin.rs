@@ -17,6 +17,10 @@ impl From<StoreError> for AppError {
                 tracing::warn!(error = %e, "redis call failed");
                 AppError::StoreUnavailable
             }
+            StoreError::Record(e) => {
+                tracing::warn!(error = %e, "stored session could not be read");
+                AppError::Unauthorized
+            }
             StoreError::Corrupt(e) => {
                 // Not the client's fault, but not worth a 500 either: the record is unusable,
                 // so the sign-in must start again.

@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::BrowserBinding;
+use crate::claims::ClaimNeeds;
 use crate::config::{
     env_name, AccessSettings, ForwardSettings, Settings, SignoutSettings, TokenSettings,
 };
@@ -26,8 +27,11 @@ use crate::metrics::Metrics;
 use crate::middleware::contract_errors;
 use crate::oauth::ProviderSlot;
 use crate::proxy::TrustedProxies;
+use crate::refresh::Refresher;
 use crate::return_to::RedirectPolicy;
 use crate::routes;
+use crate::session_cookie::SessionCookie;
+use crate::store::index::SessionIndex;
 use crate::store::locks::Locks;
 use crate::store::pending::PendingSignIns;
 use crate::store::sessions::RedisSessionStore;
@@ -68,7 +72,10 @@ pub struct AppState {
     pub access: AccessSettings,
     pub signout: SignoutSettings,
     pub sessions: RedisSessionStore,
-    pub locks: Locks,
+    pub session_cookie: SessionCookie,
+    pub refresher: Arc<Refresher>,
+    /// The claims kept in sessions beyond the standard ones (groups, claim headers).
+    pub needs: ClaimNeeds,
     pub cookie_keys: Arc<CookieKeys>,
     pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
@@ -129,6 +136,31 @@ impl Application {
                 ))
             })?;
 
+        let index = SessionIndex::new(
+            store.clone(),
+            settings.session.ttl,
+            settings.session.max_lifetime,
+        );
+        let session_store = RedisSessionStore::new(store.clone(), settings.session.ttl, index);
+        let needs = ClaimNeeds {
+            groups: settings.access.groups_claim.clone(),
+            groups_required: !settings.access.allowed_groups.is_empty(),
+            headers: settings
+                .forward
+                .claim_headers
+                .iter()
+                .map(|h| h.claim.clone())
+                .collect(),
+        };
+        let refresher = Arc::new(Refresher::new(
+            session_store.clone(),
+            Locks::new(store.clone()),
+            provider.clone(),
+            settings.access.clone(),
+            needs.clone(),
+            settings.tokens.clone(),
+            metrics.clone().into_inner(),
+        ));
         let state = web::Data::new(AppState {
             pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
             binding: BrowserBinding::new(key.clone(), &settings.session),
@@ -138,8 +170,10 @@ impl Application {
             tokens: settings.tokens.clone(),
             access: settings.access.clone(),
             signout: settings.signout.clone(),
-            sessions: RedisSessionStore::new(store.clone(), settings.session.ttl),
-            locks: Locks::new(store.clone()),
+            sessions: session_store.clone(),
+            session_cookie: SessionCookie::new(&key, &settings.session.cookie_name),
+            refresher,
+            needs,
             cookie_keys: Arc::new(CookieKeys::new(key.clone(), &settings.session)),
             metrics: metrics.clone(),
             public_url: settings
@@ -151,7 +185,6 @@ impl Application {
             provider,
             store: store.clone(),
         });
-        let session_store = RedisSessionStore::new(store, settings.session.ttl);
         let session = settings.session.clone();
         let metrics_on_main = settings.metrics.bind.is_none();
         let metrics_for_app = metrics.clone();
@@ -193,7 +226,18 @@ impl Application {
                 app
             };
             app.service(
+                // Outside actix-session: `/auth` reads the session record itself.
+                web::resource("/auth")
+                    .wrap(from_fn(rotate_cookie_keys))
+                    .route(web::get().to(routes::forward_auth::forward_auth))
+                    .default_service(web::to(|| async {
+                        Err::<actix_web::HttpResponse, AppError>(AppError::MethodNotAllowed("GET"))
+                    })),
+            )
+            .service(
                 web::scope("")
+                    // Inside the session middleware: sees the loaded session.
+                    .wrap(from_fn(crate::middleware::upgrade_stored_format))
                     .wrap(session_middleware)
                     // Runs before the session middleware: old-secret cookies re-signed.
                     .wrap(from_fn(rotate_cookie_keys))

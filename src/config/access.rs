@@ -1,5 +1,7 @@
 //! Who may pass: the access rules, and what /auth forwards about them.
 
+use actix_web::http::header::HeaderName;
+
 use super::reader::Reader;
 use super::{invalid, SettingsError};
 
@@ -16,6 +18,9 @@ pub struct AccessSettings {
     pub groups_claim: Vec<String>,
     /// Let everyone the provider signs in pass when no rule is set (an explicit choice).
     pub allow_any_user: bool,
+    /// `ACCESS__REQUIRE_EMAIL_VERIFIED=false` said explicitly: this provider's emails count as
+    /// verified, for rules and headers alike (for providers that never send `email_verified`).
+    pub trust_unverified_email: bool,
 }
 
 impl AccessSettings {
@@ -42,12 +47,60 @@ pub fn claim_path(key: &str, text: &str) -> Result<Vec<String>, SettingsError> {
 #[derive(Debug, Clone, Default)]
 pub struct ForwardSettings {
     pub pass_access_token: bool,
+    /// `FORWARD__CLAIM_HEADERS`: extra identity headers on `/auth`'s 200.
+    pub claim_headers: Vec<ClaimHeader>,
 }
+
+/// One `claim=Header-Name` entry of `FORWARD__CLAIM_HEADERS`.
+#[derive(Debug, Clone)]
+pub struct ClaimHeader {
+    /// The claim name or dotted path, as configured.
+    pub claim: String,
+    pub header: HeaderName,
+}
+
+/// Headers gatehouse sets itself on `/auth`: a claim header may not take their place.
+const OWN_HEADERS: &[&str] = &[
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-assertion",
+    "x-auth-request-access-token",
+];
 
 impl ForwardSettings {
     pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        const KEY: &str = "forward.claim_headers";
+        let mut claim_headers: Vec<ClaimHeader> = Vec::new();
+        for entry in r.list(KEY)? {
+            let Some((claim, header)) = entry.split_once('=') else {
+                return Err(invalid(
+                    KEY,
+                    format!("has an invalid entry {entry:?} (claim=Header-Name)"),
+                ));
+            };
+            let claim = claim.trim();
+            claim_path(KEY, claim)?;
+            let header = HeaderName::from_bytes(header.trim().as_bytes())
+                .map_err(|_| invalid(KEY, format!("has an invalid header name in {entry:?}")))?;
+            if OWN_HEADERS.contains(&header.as_str()) {
+                return Err(invalid(
+                    KEY,
+                    format!("names {header}, which gatehouse sets itself"),
+                ));
+            }
+            if claim_headers.iter().any(|h| h.header == header) {
+                return Err(invalid(KEY, format!("names {header} twice")));
+            }
+            claim_headers.push(ClaimHeader {
+                claim: claim.to_owned(),
+                header,
+            });
+        }
         let forward = ForwardSettings {
             pass_access_token: r.boolean("forward.pass_access_token")?,
+            claim_headers,
         };
         Ok(forward)
     }
@@ -72,10 +125,14 @@ impl AccessSettings {
             ));
         }
         let any_email_rule = !allowed_email_domains.is_empty() || !allowed_emails.is_empty();
-        let require_email_verified = match r.optional("access.require_email_verified") {
-            None => any_email_rule,
-            Some(_) => r.boolean("access.require_email_verified")?,
-        };
+        let (require_email_verified, trust_unverified_email) =
+            match r.optional("access.require_email_verified") {
+                None => (any_email_rule, false),
+                Some(_) => {
+                    let required = r.boolean("access.require_email_verified")?;
+                    (required, !required)
+                }
+            };
         let access = AccessSettings {
             allowed_email_domains,
             allowed_emails,
@@ -83,6 +140,7 @@ impl AccessSettings {
             allowed_groups: r.list("access.allowed_groups")?,
             groups_claim: claim_path("access.groups_claim", &r.required("access.groups_claim")?)?,
             allow_any_user: r.boolean("access.allow_any_user")?,
+            trust_unverified_email,
         };
         if !access.has_rules() && !access.allow_any_user {
             // With a provider such as Google or Entra "common", no rule means anyone on earth.

@@ -18,7 +18,7 @@ mod session;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-pub use access::{AccessSettings, ForwardSettings};
+pub use access::{AccessSettings, ClaimHeader, ForwardSettings};
 pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
@@ -61,6 +61,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "session.cookie_domain",
     "session.ttl_secs",
     "session.signin_ttl_secs",
+    "session.max_lifetime_secs",
     "session.previous_secrets",
     "tokens.refresh_before_secs",
     "tokens.outlive_access_token",
@@ -73,6 +74,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "access.allow_any_user",
     "proxy.trusted",
     "forward.pass_access_token",
+    "forward.claim_headers",
     "metrics.bind",
     "log.format",
     "ui.title",

@@ -20,6 +20,8 @@ pub struct SessionSettings {
     pub cookie_domain: Option<String>,
     pub ttl: Duration,
     pub signin_ttl: Duration,
+    /// Absolute lifetime, however active the session is; `None`: none.
+    pub max_lifetime: Option<Duration>,
 }
 
 impl std::fmt::Debug for SessionSettings {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for SessionSettings {
             .field("cookie_domain", &self.cookie_domain)
             .field("ttl", &self.ttl)
             .field("signin_ttl", &self.signin_ttl)
+            .field("max_lifetime", &self.max_lifetime)
             .finish()
     }
 }
@@ -103,6 +106,10 @@ impl SessionSettings {
                 1,
                 60 * 60 * 24,
             )?),
+            max_lifetime: match r.number("session.max_lifetime_secs", 0, 60 * 60 * 24 * 400)? {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
         };
         Ok(session)
     }

@@ -281,7 +281,8 @@ impl Provider {
     /// code exchange: same client authentication, timeout, no redirects, same answer checks.
     ///
     /// The returned `refresh_token` is the new one when the provider rotated it, else `None`
-    /// (keep the old one); `id_token` likewise is the new one or `None`. A new ID token is
+    /// (keep the old one); `id_token` likewise is the new one or `None`, with the identity it
+    /// states (claims may have changed). A new ID token is
     /// verified (signature, iss, aud, exp, iat; no nonce, which OIDC Core 12.2 lets it omit)
     /// and must be about `subject`. An OAuth error answer comes back as
     /// `ProviderError::ErrorResponse(code)`, e.g. `invalid_grant` for a dead refresh token.
@@ -289,7 +290,7 @@ impl Provider {
         &self,
         refresh_token: &Token,
         subject: &str,
-    ) -> Result<TokenSet, ProviderError> {
+    ) -> Result<(TokenSet, Option<Identity>), ProviderError> {
         let sent = RefreshToken::new(refresh_token.expose().to_owned());
         let response = self
             .oauth
@@ -305,6 +306,7 @@ impl Provider {
         {
             tokens.refresh_token = None;
         }
+        let mut refreshed = None;
         if let Some(raw) = &tokens.id_token {
             let identity = self.verify_id_token(raw, None).await?;
             // OIDC Core 12.2: a refreshed ID token must be about the same user.
@@ -313,8 +315,9 @@ impl Provider {
                     "the refreshed ID token is about another subject".into(),
                 ));
             }
+            refreshed = Some(identity);
         }
-        Ok(tokens)
+        Ok((tokens, refreshed))
     }
 
     /// Revokes a refresh token (RFC 7009, `token_type_hint=refresh_token`) with the client's
@@ -419,6 +422,21 @@ impl Provider {
         .map_err(|e| ProviderError::IdToken(e.to_string()))
     }
 
+    /// Userinfo's claims about `subject`, to fill in what the ID token lacks (groups kept only
+    /// in userinfo, say). `None` when the provider has no userinfo endpoint, or it speaks of
+    /// someone else.
+    pub async fn userinfo_claims(
+        &self,
+        access_token: &crate::identity::Token,
+        subject: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, ProviderError> {
+        let Some(url) = &self.settings.userinfo_url else {
+            return Ok(None);
+        };
+        let info = userinfo::fetch(&self.http, url, access_token).await?;
+        Ok((info.subject == subject).then_some(info.raw_claims))
+    }
+
     async fn identity(
         &self,
         tokens: &TokenSet,
@@ -434,6 +452,10 @@ impl Provider {
                 if let Some(url) = &self.settings.userinfo_url {
                     let extra = userinfo::fetch(&self.http, url, &tokens.access_token).await?;
                     if extra.subject == identity.subject {
+                        for (name, value) in extra.raw_claims {
+                            identity.raw_claims.entry(name).or_insert(value);
+                        }
+                        identity.asked_userinfo = true;
                         identity.email = extra.email;
                         identity.email_verified = extra.email_verified;
                         identity.name = identity.name.or(extra.name);

@@ -125,6 +125,8 @@ fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
 struct Parsed<'a> {
     header: Header,
     claims: Claims,
+    /// Every claim, for groups and claim headers picked by path later.
+    raw: serde_json::Map<String, serde_json::Value>,
     /// `header.payload` exactly as received: what the signature covers.
     signing_input: &'a str,
     signature: &'a str,
@@ -142,10 +144,14 @@ fn parse(token: &str) -> Result<Parsed<'_>, IdTokenError> {
     if header.alg.eq_ignore_ascii_case("none") {
         return Err(IdTokenError::Unsigned);
     }
-    let claims: Claims = decode_part(payload).ok_or(IdTokenError::Claims)?;
+    let raw: serde_json::Map<String, serde_json::Value> =
+        decode_part(payload).ok_or(IdTokenError::Claims)?;
+    let claims: Claims = serde_json::from_value(serde_json::Value::Object(raw.clone()))
+        .map_err(|_| IdTokenError::Claims)?;
     Ok(Parsed {
         header,
         claims,
+        raw,
         signing_input,
         signature,
     })
@@ -174,7 +180,7 @@ pub async fn verify(
         )
         .await?;
     }
-    check_claims(parsed.claims, expect)
+    check_claims(parsed.claims, parsed.raw, expect)
 }
 
 /// The header's `alg` as it may appear in a log line: the sender chose it.
@@ -187,10 +193,15 @@ fn printable(alg: &str) -> String {
 
 /// Claims only, for providers without a JWKS (see the module comment).
 pub fn verify_claims(token: &str, expect: &Expectations) -> Result<Identity, IdTokenError> {
-    check_claims(parse(token)?.claims, expect)
+    let parsed = parse(token)?;
+    check_claims(parsed.claims, parsed.raw, expect)
 }
 
-fn check_claims(claims: Claims, expect: &Expectations) -> Result<Identity, IdTokenError> {
+fn check_claims(
+    claims: Claims,
+    raw: serde_json::Map<String, serde_json::Value>,
+    expect: &Expectations,
+) -> Result<Identity, IdTokenError> {
     if let Some(issuer) = expect.issuer {
         if claims.iss.trim_end_matches('/') != issuer.trim_end_matches('/') {
             return Err(IdTokenError::Issuer);
@@ -227,6 +238,8 @@ fn check_claims(claims: Claims, expect: &Expectations) -> Result<Identity, IdTok
         email_verified: claims.email_verified,
         name: claims.name,
         preferred_username: claims.preferred_username,
+        raw_claims: raw,
+        ..Identity::default()
     })
 }
 

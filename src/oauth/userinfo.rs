@@ -31,8 +31,11 @@ pub async fn fetch(
     access_token: &Token,
 ) -> Result<Identity, ProviderError> {
     let body = super::http::body(http.get(url.clone()).bearer_auth(access_token.expose())).await?;
-    let info: UserInfo = serde_json::from_slice(&body)
-        .map_err(|_| ProviderError::Malformed("userinfo is not the expected JSON".into()))?;
+    let malformed = || ProviderError::Malformed("userinfo is not the expected JSON".into());
+    let raw: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|_| malformed())?;
+    let info: UserInfo =
+        serde_json::from_value(serde_json::Value::Object(raw.clone())).map_err(|_| malformed())?;
     let subject = match info.sub.or(info.id) {
         Some(Subject::Text(s)) if !s.is_empty() => s,
         Some(Subject::Number(n)) => n.to_string(),
@@ -44,5 +47,8 @@ pub async fn fetch(
         email_verified: info.email_verified,
         name: info.name,
         preferred_username: info.preferred_username.or(info.login),
+        raw_claims: raw,
+        asked_userinfo: true,
+        ..Identity::default()
     })
 }

@@ -5,12 +5,16 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
+use crate::identity::now_unix;
 use crate::signin::Callback;
 use crate::startup::AppState;
+use crate::store::record::Meta;
 
 /// Generous for any real provider; larger is an attack or a mistake.
 const MAX_QUERY_LEN: usize = 8 * 1024;
 const MAX_VALUE_LEN: usize = 4 * 1024;
+/// Enough to tell devices apart in the session list.
+const MAX_USER_AGENT_CHARS: usize = 256;
 
 pub async fn callback(
     req: HttpRequest,
@@ -47,9 +51,37 @@ async fn complete(
         params,
     )
     .await?;
-    // Refused users get a clear 403 and no session.
-    crate::access::check(&state.access, &signed_in.identity)?;
-    crate::session::establish(session, &signed_in.identity, &signed_in.tokens)?;
+    let mut identity = signed_in.identity;
+    let provider = state.provider()?;
+    crate::claims::complete(
+        &mut identity,
+        &state.needs,
+        &provider,
+        &signed_in.tokens.access_token,
+    )
+    .await;
+    // Refused users get a clear 403 (saying why) and no session.
+    if let Err(refusal) = crate::access::check(&state.access, &identity) {
+        refusal.log(&identity.subject, "at sign-in");
+        return Err(refusal.into());
+    }
+    let meta = Meta {
+        handle: crate::random::token(),
+        created_at: Some(now_unix()),
+        ip: state.proxies.client_ip(req).map(|ip| ip.to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect()),
+        provider: Some("default".to_owned()),
+        sid: identity
+            .raw_claims
+            .get("sid")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    };
+    crate::session::establish(session, &identity, &signed_in.tokens, &meta)?;
     Ok(signed_in.return_to)
 }
 

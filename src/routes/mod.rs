@@ -26,7 +26,6 @@ pub fn with_session(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/signin").to(signin::signin))
         .service(resource("/redirect", "GET").get(callback::callback))
         .service(resource("/signout", "POST").post(signout::signout))
-        .service(resource("/auth", "GET").get(forward_auth::forward_auth))
         .service(resource("/session", "GET").get(session::session));
 }
 

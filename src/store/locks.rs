@@ -23,6 +23,18 @@ pub struct Lease {
     token: String,
 }
 
+impl Lease {
+    /// The lock's Redis key, for scripts that must check the lease atomically.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What proves the lease is ours: compare with the lock's value.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 impl Locks {
     pub fn new(store: RedisStore) -> Self {
         Locks { store }

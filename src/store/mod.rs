@@ -10,8 +10,10 @@
 //! and its refresh lease), so that in a cluster all of a session's keys hash to one slot (the
 //! `{…}` is a hash tag); a pending sign-in is a lone key and keeps `<prefix>signin:<state>`.
 
+pub mod index;
 pub mod locks;
 pub mod pending;
+pub mod record;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub enum StoreError {
     Unavailable(#[from] redis::RedisError),
     #[error("stored data could not be read: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("{0}")]
+    Record(record::RecordError),
 }
 
 /// Why the Redis settings cannot be used. The text names the setting and never carries a URL

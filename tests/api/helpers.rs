@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use gatehouse::config::{Settings, Sources};
 use gatehouse::startup::Application;
+use gatehouse::store::record::{self, SessionKey};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::LOCATION;
 use reqwest::redirect::Policy;
@@ -317,8 +318,25 @@ impl TestApp {
             .get_key(keys[0].trim_start_matches(&self.prefix))
             .await
             .expect("session");
-        let map: HashMap<String, String> = serde_json::from_str(&stored).expect("map");
-        serde_json::from_str(&map["tokens"]).expect("tokens")
+        // The tokens are sealed with the key only the browser's cookie carries.
+        let session_key = self
+            .session_key()
+            .expect("this app's browser has a session cookie");
+        let parts = SessionKey::parse(&session_key).expect("a session key of ours");
+        let session = record::decode(stored.as_bytes(), parts.id, parts.key.as_ref())
+            .expect("the stored session opens with the cookie's key");
+        serde_json::to_value(&session.tokens).expect("tokens")
+    }
+
+    /// The session key this app's browser holds: the session cookie's value without its
+    /// signature (44 characters of base64 in front).
+    pub fn session_key(&self) -> Option<String> {
+        let name = self
+            .vars
+            .get("GATEHOUSE__SESSION__COOKIE_NAME")
+            .cloned()
+            .unwrap_or_else(|| "gatehouse".to_owned());
+        session_key_in(&self.cookie_header(), &name)
     }
 
     /// Keys this app wrote, for assertions on what is (not) stored.
@@ -330,6 +348,15 @@ impl TestApp {
             .await
             .expect("KEYS")
     }
+}
+
+/// The session key in a `Cookie` header's session cookie named `name`.
+pub fn session_key_in(cookie_header: &str, name: &str) -> Option<String> {
+    cookie_header.split(';').find_map(|pair| {
+        let (n, v) = pair.trim().split_once('=')?;
+        let v = percent_encoding::percent_decode_str(v).decode_utf8().ok()?;
+        (n == name && v.len() > 44).then(|| v[44..].to_owned())
+    })
 }
 
 /// The development OpenID provider (tests/idp), started once per test binary, or the one

@@ -686,10 +686,11 @@ async fn refresh_revoke_and_end_session_against_the_real_provider() {
     let provider = provider_like(&app).await;
     assert!(provider.requires_iss(), "the provider advertises RFC 9207");
 
-    let refreshed = provider
+    let (refreshed, identity) = provider
         .refresh(&refresh_token, "rita")
         .await
         .expect("refreshed");
+    assert_eq!(identity.map(|i| i.subject).as_deref(), Some("rita"));
     assert!(!refreshed.access_token.expose().is_empty());
     assert_ne!(refreshed.access_token.expose(), old_access);
     let new_id = refreshed.id_token.as_ref().expect("a new ID token");
@@ -913,7 +914,10 @@ async fn refresh_answers_are_checked_like_the_code_exchange() {
             .mount(&mock)
             .await;
         mount_jwks(&mock, vec![test_jwk(TEST_KID)]).await;
-        let result = provider.refresh(&old, "mock-user").await;
+        let result = provider
+            .refresh(&old, "mock-user")
+            .await
+            .map(|(tokens, _)| tokens);
         assert!(ok(&result), "{name}: {result:?}");
         let requests = mock.received_requests().await.expect("recording");
         let sent = requests
