@@ -277,6 +277,7 @@ pub fn render(err: &AppError, format: Format) -> HttpResponse {
                     | AppError::InvalidState(_)
                     | AppError::ProviderError(_)
                     | AppError::Forbidden(_)
+                    | AppError::AccessDenied(_)
             );
             let page = ErrorPage {
                 page: PageContext::current(),

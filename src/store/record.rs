@@ -339,10 +339,17 @@ pub fn decode_meta(bytes: &[u8]) -> Result<Listing, RecordError> {
     })
 }
 
-/// Format 1 is a JSON object without `v`; its first member is always one of actix-session's
-/// entries. Format 2 always starts with `{"v":`.
+/// Format 1 is a JSON object without `v`. Format 2 as gatehouse writes it starts with
+/// `{"v":` (checked first, for free); a record rewritten by another tool is probed.
 fn is_format_1(bytes: &[u8]) -> bool {
-    !bytes.starts_with(br#"{"v":"#)
+    #[derive(Deserialize)]
+    struct Probe {
+        v: Option<serde::de::IgnoredAny>,
+    }
+    if bytes.starts_with(br#"{"v":"#) {
+        return false;
+    }
+    serde_json::from_slice::<Probe>(bytes).is_ok_and(|p| p.v.is_none())
 }
 
 fn decode_format_1(bytes: &[u8]) -> Result<Session, RecordError> {

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access_and_keys;
+mod authorization;
 mod binary;
 mod browser;
 mod concurrency;
@@ -22,5 +23,6 @@ mod proxy;
 mod redis_modes;
 mod refresh;
 mod security;
+mod session_record;
 mod settings;
 mod signin_e2e;

@@ -34,6 +34,10 @@ struct FakeState {
     refresh_delay: Duration,
     on_refresh: OnRefresh,
     revoked: Vec<String>,
+    /// The `groups` claim of the sign-in's ID token.
+    code_groups: Vec<String>,
+    /// When set, a refresh also answers with a new ID token stating these groups.
+    refresh_groups: Option<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -61,6 +65,7 @@ impl Respond for TokenEndpoint {
                     "iss": self.issuer, "sub": "frank", "aud": CLIENT_ID,
                     "exp": now + 600, "iat": now, "nonce": nonce,
                     "email": "frank@example.com", "email_verified": true,
+                    "groups": s.code_groups,
                 }));
                 let mut body = json!({
                     "access_token": "at-0", "token_type": "Bearer",
@@ -83,12 +88,20 @@ impl Respond for TokenEndpoint {
                     OnRefresh::Rotate => {
                         s.generation += 1;
                         s.current_refresh = format!("rt-{}", s.generation);
+                        let mut body = json!({
+                            "access_token": format!("at-{}", s.generation),
+                            "token_type": "Bearer", "expires_in": 3600,
+                            "refresh_token": s.current_refresh,
+                        });
+                        if let Some(groups) = &s.refresh_groups {
+                            let now = gatehouse::identity::now_unix();
+                            body["id_token"] = json!(signed(&json!({
+                                "iss": self.issuer, "sub": "frank", "aud": CLIENT_ID,
+                                "exp": now + 600, "iat": now, "groups": groups,
+                            })));
+                        }
                         ResponseTemplate::new(200)
-                            .set_body_json(json!({
-                                "access_token": format!("at-{}", s.generation),
-                                "token_type": "Bearer", "expires_in": 3600,
-                                "refresh_token": s.current_refresh,
-                            }))
+                            .set_body_json(body)
                             .set_delay(s.refresh_delay)
                     }
                 }
@@ -134,6 +147,8 @@ impl Fake {
             refresh_delay,
             on_refresh,
             revoked: Vec::new(),
+            code_groups: Vec::new(),
+            refresh_groups: None,
         }));
         Mock::given(method("GET"))
             .and(path("/.well-known/openid-configuration"))
@@ -459,4 +474,85 @@ async fn refresh_and_sign_out_against_the_real_provider() {
     assert_eq!(res.status().as_u16(), 400);
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_refresh_loses_nothing() {
+    // The provider takes 1.5 s to rotate; the client gives up after 200 ms. The refresh runs on
+    // in its own task: the rotated token is stored, once, and the session goes on.
+    let fake = Fake::start(30, OnRefresh::Rotate, Duration::from_millis(1500)).await;
+    let app = fake.app(&[]).await;
+    fake.sign_in(&app).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let cut = impatient
+        .get(app.url("/auth"))
+        .header("Cookie", app.cookie_header())
+        .send()
+        .await;
+    assert!(cut.is_err(), "the client gave up before the answer");
+    // Wait (bounded) for the rotated token to be stored: the event, not a guess at its time.
+    let mut stored = String::new();
+    for _ in 0..200 {
+        stored = app.stored_tokens().await["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if stored == "at-1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored, "at-1", "the refresh finished without its client");
+    assert_eq!(app.get("/auth").await.status().as_u16(), 200);
+    assert_eq!(fake.refresh_calls(), 1, "one refresh at the provider");
+    let tokens = app.stored_tokens().await;
+    assert_eq!(
+        tokens["refresh_token"], "rt-1",
+        "the rotated token was kept"
+    );
+    assert!(
+        app.keys("lock").await.is_empty(),
+        "the lease was given back"
+    );
+}
+
+#[tokio::test]
+async fn claims_are_checked_again_after_a_refresh() {
+    // Signed in as a member of `staff`; the refreshed ID token says the user left the group.
+    let fake = Fake::start(30, OnRefresh::Rotate, Duration::ZERO).await;
+    {
+        let mut s = fake.state.lock().expect("state");
+        s.code_groups = vec!["staff".into()];
+        s.refresh_groups = Some(vec!["alumni".into()]);
+    }
+    let app = fake
+        .app(&[("GATEHOUSE__ACCESS__ALLOWED_GROUPS", "staff")])
+        .await;
+    fake.sign_in(&app).await;
+    assert_json_error(app.get("/auth").await, 403, "access_denied").await;
+    assert_eq!(fake.refresh_calls(), 1);
+    assert!(app.keys("session").await.is_empty(), "the session ended");
+    assert_eq!(app.get("/auth").await.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn a_refresh_with_new_groups_updates_the_headers() {
+    let fake = Fake::start(30, OnRefresh::Rotate, Duration::ZERO).await;
+    {
+        let mut s = fake.state.lock().expect("state");
+        s.code_groups = vec!["staff".into()];
+        s.refresh_groups = Some(vec!["staff".into(), "admins".into()]);
+    }
+    let app = fake.app(&[]).await;
+    fake.sign_in(&app).await;
+    let res = app.get("/auth").await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["x-auth-request-groups"], "staff,admins");
+    // And they stay: the refreshed record holds them.
+    let res = app.get("/auth?allowed_groups=admins").await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(fake.refresh_calls(), 1);
 }
