@@ -73,6 +73,11 @@ pub struct AppState {
     pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
     pub public_url: String,
+    /// Signs `X-Auth-Request-Assertion`; serves `/.well-known/jwks.json` (always, so apps can
+    /// be set up before FORWARD__ASSERTION is turned on).
+    pub assertions: Arc<crate::assertion::Assertions>,
+    /// `Some` when BEARER__ENABLED.
+    pub bearer: Option<Arc<crate::bearer::Bearer>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +134,26 @@ impl Application {
                 ))
             })?;
 
+        let assertions = crate::assertion::Assertions::new(
+            &settings.session,
+            &settings.server.public_url,
+            settings.forward.assertion_ttl,
+        )
+        .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("session.secret"))))?;
+        let bearer = if settings.bearer.enabled {
+            let bearer = crate::bearer::Bearer::start(
+                &settings.bearer,
+                settings.provider.issuer.as_ref(),
+                settings.provider.timeout,
+                settings.access.groups_claim.clone(),
+                Vec::new(),
+            )
+            .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("bearer.enabled"))))?;
+            Some(Arc::new(bearer))
+        } else {
+            None
+        };
+
         let state = web::Data::new(AppState {
             pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
             binding: BrowserBinding::new(key.clone(), &settings.session),
@@ -150,6 +175,8 @@ impl Application {
                 .to_owned(),
             provider,
             store: store.clone(),
+            assertions: Arc::new(assertions),
+            bearer,
         });
         let session_store = RedisSessionStore::new(store, settings.session.ttl);
         let session = settings.session.clone();

@@ -42,12 +42,22 @@ pub fn claim_path(key: &str, text: &str) -> Result<Vec<String>, SettingsError> {
 #[derive(Debug, Clone, Default)]
 pub struct ForwardSettings {
     pub pass_access_token: bool,
+    /// Add `X-Auth-Request-Assertion` (a JWT gatehouse signs) to `/auth`'s 200.
+    pub assertion: bool,
+    /// Lifetime of that JWT: 1 s to 10 min.
+    pub assertion_ttl: std::time::Duration,
 }
 
 impl ForwardSettings {
     pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
         let forward = ForwardSettings {
             pass_access_token: r.boolean("forward.pass_access_token")?,
+            assertion: r.boolean("forward.assertion")?,
+            assertion_ttl: std::time::Duration::from_secs(r.number(
+                "forward.assertion_ttl_secs",
+                1,
+                600,
+            )?),
         };
         Ok(forward)
     }

@@ -4,7 +4,9 @@ use actix_session::Session;
 use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::assertion::AssertionClaims;
 use crate::error::AppError;
+use crate::identity::Identity;
 use crate::refresh::Outcome;
 use crate::startup::AppState;
 
@@ -17,6 +19,24 @@ pub async fn forward_auth(
     session: Session,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    // An API client's bearer token, when enabled; without one the session cookie decides.
+    if let (Some(bearer), Some(token)) = (&state.bearer, crate::bearer::token_in(req.headers())) {
+        let provider = state.provider.get();
+        let token = bearer
+            .verify(token?, provider.as_ref().and_then(|p| p.keys()))
+            .await?;
+        let mut identity = token.identity();
+        crate::access::check(&state.access, &identity)?;
+        let groups_rule = &state.access.allowed_groups;
+        if !groups_rule.is_empty() && !token.groups.iter().any(|g| groups_rule.contains(g)) {
+            return Err(AppError::AccessDenied);
+        }
+        // An unverified email is not forwarded (nOAuth).
+        if identity.email_verified != Some(true) {
+            identity.email = None;
+        }
+        return answer(&req, &state, &identity, &token.groups, None);
+    }
     let Some(identity) = crate::session::identity(&session) else {
         return Err(not_signed_in(&req, &state));
     };
@@ -24,6 +44,28 @@ pub async fn forward_auth(
     if crate::refresh::ensure_fresh(&session, &state).await? == Outcome::Ended {
         return Err(not_signed_in(&req, &state));
     }
+    let tokens = state
+        .forward
+        .pass_access_token
+        .then(|| crate::session::tokens(&session))
+        .flatten();
+    answer(
+        &req,
+        &state,
+        &identity,
+        &[],
+        tokens.as_ref().map(|t| t.access_token.expose()),
+    )
+}
+
+/// The 200 with the identity headers (and the signed assertion, when enabled).
+fn answer(
+    req: &HttpRequest,
+    state: &AppState,
+    identity: &Identity,
+    groups: &[String],
+    access_token: Option<&str>,
+) -> Result<HttpResponse, AppError> {
     let mut res = HttpResponse::Ok();
     res.insert_header(super::no_store());
     let mut add = |name: &'static str, value: Option<&str>| {
@@ -38,12 +80,22 @@ pub async fn forward_auth(
         "X-Auth-Request-Preferred-Username",
         identity.preferred_username.as_deref(),
     );
-    if state.forward.pass_access_token {
-        let tokens = crate::session::tokens(&session);
-        add(
-            "X-Auth-Request-Access-Token",
-            tokens.as_ref().map(|t| t.access_token.expose()),
-        );
+    if !groups.is_empty() {
+        add("X-Auth-Request-Groups", Some(&groups.join(",")));
+    }
+    add("X-Auth-Request-Access-Token", access_token);
+    if state.forward.assertion {
+        let claims = AssertionClaims {
+            subject: &identity.subject,
+            email: identity
+                .email
+                .as_deref()
+                .filter(|_| identity.email_verified == Some(true)),
+            groups,
+        };
+        let audience = state.proxies.original_origin(req);
+        let value = state.assertions.header_for(audience.as_deref(), &claims)?;
+        res.insert_header(("X-Auth-Request-Assertion", value));
     }
     Ok(res.finish())
 }
