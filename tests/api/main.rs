@@ -3,6 +3,8 @@
 mod helpers;
 
 mod access_and_keys;
+mod assertion;
+mod bearer;
 mod binary;
 mod browser;
 mod concurrency;
