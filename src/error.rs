@@ -40,6 +40,10 @@ pub enum AppError {
     /// Not signed in, on a browser page load: the page sends the browser to this sign-in URL.
     #[error("not signed in")]
     SignInRequired(String),
+    /// A bearer token was sent and refused (RFC 6750): answered with
+    /// `WWW-Authenticate: Bearer error="invalid_token"`. Why goes to the log only.
+    #[error("the bearer token is not valid")]
+    InvalidToken,
     #[error("{0}")]
     Forbidden(&'static str),
     /// The access rules do not admit this user (at sign-in: no session was created). Carries
@@ -56,6 +60,24 @@ pub enum AppError {
     Internal,
 }
 
+/// A refused bearer token is 401 `invalid_token`; keys we cannot get are the provider's fault.
+impl From<crate::bearer::BearerError> for AppError {
+    fn from(e: crate::bearer::BearerError) -> Self {
+        if e.is_unavailable() {
+            AppError::ProviderUnavailable
+        } else {
+            AppError::InvalidToken
+        }
+    }
+}
+
+/// Signing cannot fail in practice; if it ever does, it is ours.
+impl From<crate::assertion::AssertionError> for AppError {
+    fn from(_: crate::assertion::AssertionError) -> Self {
+        AppError::Internal
+    }
+}
+
 impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -68,6 +90,7 @@ impl AppError {
             AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
                 "unauthorized"
             }
+            AppError::InvalidToken => "invalid_token",
             AppError::Forbidden(_) => "forbidden",
             AppError::AccessDenied(_) => "access_denied",
             AppError::NotFound => "not_found",
@@ -107,9 +130,10 @@ impl ResponseError for AppError {
             AppError::StoreUnavailable | AppError::ProviderUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            AppError::Unauthorized
+            | AppError::ApiUnauthorized
+            | AppError::SignInRequired(_)
+            | AppError::InvalidToken => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) | AppError::AccessDenied(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -193,6 +217,7 @@ fn title(err: &AppError) -> &'static str {
         AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
             "You are not signed in"
         }
+        AppError::InvalidToken => "Your access token was not accepted",
         AppError::Forbidden(_) => "That request was refused",
         AppError::AccessDenied(_) => "You do not have access",
         AppError::NotFound => "Page not found",
@@ -231,6 +256,10 @@ fn help(err: &AppError) -> &'static str {
         AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
             "This page is only for signed-in people. Sign in to continue."
         }
+        AppError::InvalidToken => {
+            "The access token sent with this request is malformed, expired, or not meant for \
+             this service. Get a new token from your identity provider and try again."
+        }
         AppError::Forbidden(_) => {
             "The request was refused to protect your account, for example because it came \
              from another site."
@@ -260,6 +289,10 @@ pub fn render(err: &AppError, format: Format) -> HttpResponse {
     if let AppError::MethodNotAllowed(allow) = err {
         // RFC 9110: a 405 names the methods that would work.
         builder.insert_header((header::ALLOW, *allow));
+    }
+    if let AppError::InvalidToken = err {
+        // RFC 6750 3.1; no error_description: why a token failed is for the log.
+        builder.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
     }
     let message = err.to_string();
     match format {
@@ -325,6 +358,7 @@ mod tests {
             AppError::StoreUnavailable,
             AppError::Unauthorized,
             AppError::SignInRequired("http://gatehouse.test/signin?return_to=%2Fx".into()),
+            AppError::InvalidToken,
             AppError::Forbidden("cross-site sign-out requests are refused"),
             AppError::AccessDenied("not in an allowed group"),
             AppError::NotFound,
@@ -366,6 +400,22 @@ mod tests {
         }
         // Unauthorized and its two forms for proxies and API calls share one.
         assert_eq!(sentences.len(), every_error().len() - 1);
+    }
+
+    #[test]
+    fn a_refused_bearer_token_says_so_in_www_authenticate() {
+        for format in [Format::Json, Format::Html] {
+            let res = render(&AppError::InvalidToken, format);
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                res.headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok()),
+                Some(r#"Bearer error="invalid_token""#)
+            );
+        }
+        let plain = render(&AppError::Unauthorized, Format::Json);
+        assert!(plain.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 
     #[actix_web::test]

@@ -1,7 +1,10 @@
 //! gatehouse: an OAuth 2.0 / OpenID Connect sign-in service and forward-auth gateway.
 
 pub mod access;
+pub mod assertion;
+pub mod bearer;
 pub mod browser;
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod cookie_keys;

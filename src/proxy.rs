@@ -65,13 +65,7 @@ impl TrustedProxies {
         if !self.from_trusted_peer(req) {
             return None;
         }
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(',').next().unwrap_or_default().trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let header = |name: &str| forwarded(req, name);
         let proto = header("x-forwarded-proto")?;
         let host = header("x-forwarded-host")?;
         let uri = header("x-forwarded-uri").unwrap_or_else(|| "/".to_owned());
@@ -80,6 +74,34 @@ impl TrustedProxies {
         }
         Some(format!("{proto}://{host}{uri}"))
     }
+
+    /// The origin (`scheme://host[:port]`, lower-case, default port left out) the user asked
+    /// the proxy for, from `X-Forwarded-Proto` and `-Host`; only from a trusted peer, and only
+    /// when the two make a plain origin (no user info, path or stray characters).
+    pub fn original_origin(&self, req: &HttpRequest) -> Option<String> {
+        if !self.from_trusted_peer(req) {
+            return None;
+        }
+        let proto = forwarded(req, "x-forwarded-proto")?;
+        let host = forwarded(req, "x-forwarded-host")?;
+        if !matches!(proto.as_str(), "http" | "https") || host.contains(['/', '\\', '@', '?', '#'])
+        {
+            return None;
+        }
+        let url = url::Url::parse(&format!("{proto}://{host}")).ok()?;
+        url.host()?;
+        Some(url.origin().ascii_serialization())
+    }
+}
+
+/// The first value of a forwarded header (proxies append with commas), trimmed; `None` when
+/// absent or empty.
+fn forwarded(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').next().unwrap_or_default().trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -147,5 +169,47 @@ mod tests {
         );
         assert_eq!(p.client_ip(&req), Some("127.0.0.1".parse().expect("ip")));
         assert_eq!(p.original_url(&req), None);
+        assert_eq!(p.original_origin(&req), None);
+    }
+
+    #[test]
+    fn the_original_origin_is_a_plain_origin() {
+        let p = proxies();
+        let origin = |proto: &str, host: &str| {
+            let headers = [("x-forwarded-proto", proto), ("x-forwarded-host", host)];
+            p.original_origin(&request("10.0.0.1:5000", &headers))
+        };
+        assert_eq!(
+            origin("https", "App.Example.com").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            origin("https", "app.example.com:443").as_deref(),
+            Some("https://app.example.com"),
+            "the default port is left out"
+        );
+        assert_eq!(
+            origin("http", "127.0.0.1:8080, evil.example").as_deref(),
+            Some("http://127.0.0.1:8080"),
+            "the first (proxy-written) value"
+        );
+        for (proto, host) in [
+            ("https", "user@app.example.com"),
+            ("https", "app.example.com/path"),
+            ("https", "app.example.com?x"),
+            ("https", "app.example.com:99999"),
+            ("https", ""),
+            ("ftp", "app.example.com"),
+        ] {
+            assert_eq!(origin(proto, host), None, "{proto} {host}");
+        }
+        let untrusted = request(
+            "192.0.2.1:5000",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "a.example"),
+            ],
+        );
+        assert_eq!(p.original_origin(&untrusted), None);
     }
 }

@@ -80,6 +80,11 @@ pub struct AppState {
     pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
     pub public_url: String,
+    /// Signs `X-Auth-Request-Assertion`; serves `/.well-known/jwks.json` (always, so apps can
+    /// be set up before FORWARD__ASSERTION is turned on).
+    pub assertions: Arc<crate::assertion::Assertions>,
+    /// `Some` when BEARER__ENABLED.
+    pub bearer: Option<Arc<crate::bearer::Bearer>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +166,31 @@ impl Application {
             settings.tokens.clone(),
             metrics.clone().into_inner(),
         ));
+        let assertions = crate::assertion::Assertions::new(
+            &settings.session,
+            &settings.server.public_url,
+            settings.forward.assertion_ttl,
+        )
+        .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("session.secret"))))?;
+        let bearer = if settings.bearer.enabled {
+            let bearer = crate::bearer::Bearer::start(
+                &settings.bearer,
+                settings.provider.issuer.as_ref(),
+                settings.provider.timeout,
+                settings.access.groups_claim.clone(),
+                settings
+                    .forward
+                    .claim_headers
+                    .iter()
+                    .map(|h| h.claim.split('.').map(str::to_owned).collect())
+                    .collect(),
+            )
+            .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("bearer.enabled"))))?;
+            Some(Arc::new(bearer))
+        } else {
+            None
+        };
+
         let state = web::Data::new(AppState {
             pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
             binding: BrowserBinding::new(key.clone(), &settings.session),
@@ -184,6 +214,8 @@ impl Application {
                 .to_owned(),
             provider,
             store: store.clone(),
+            assertions: Arc::new(assertions),
+            bearer,
         });
         let session = settings.session.clone();
         let metrics_on_main = settings.metrics.bind.is_none();

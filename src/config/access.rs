@@ -49,6 +49,10 @@ pub struct ForwardSettings {
     pub pass_access_token: bool,
     /// `FORWARD__CLAIM_HEADERS`: extra identity headers on `/auth`'s 200.
     pub claim_headers: Vec<ClaimHeader>,
+    /// Add `X-Auth-Request-Assertion` (a JWT gatehouse signs) to `/auth`'s 200.
+    pub assertion: bool,
+    /// Lifetime of that JWT: 1 s to 10 min.
+    pub assertion_ttl: std::time::Duration,
 }
 
 /// One `claim=Header-Name` entry of `FORWARD__CLAIM_HEADERS`.
@@ -101,6 +105,12 @@ impl ForwardSettings {
         let forward = ForwardSettings {
             pass_access_token: r.boolean("forward.pass_access_token")?,
             claim_headers,
+            assertion: r.boolean("forward.assertion")?,
+            assertion_ttl: std::time::Duration::from_secs(r.number(
+                "forward.assertion_ttl_secs",
+                1,
+                600,
+            )?),
         };
         Ok(forward)
     }

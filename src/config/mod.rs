@@ -8,6 +8,7 @@
 //! `read` that validates it; `reader.rs` knows where values come from.
 
 mod access;
+mod bearer;
 mod misc;
 mod provider;
 mod reader;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub use access::{AccessSettings, ClaimHeader, ForwardSettings};
+pub use bearer::BearerSettings;
 pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
@@ -75,6 +77,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "proxy.trusted",
     "forward.pass_access_token",
     "forward.claim_headers",
+    "forward.assertion",
+    "forward.assertion_ttl_secs",
+    "bearer.enabled",
+    "bearer.audiences",
+    "bearer.extra_issuers",
     "metrics.bind",
     "log.format",
     "ui.title",
@@ -106,6 +113,7 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub signout: SignoutSettings,
     pub access: AccessSettings,
+    pub bearer: BearerSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     pub ui: UiSettings,
@@ -171,6 +179,7 @@ impl Settings {
             tokens: TokenSettings::read(r)?,
             signout: SignoutSettings::read(r)?,
             access: AccessSettings::read(r)?,
+            bearer: BearerSettings::read(r)?,
             metrics: MetricsSettings::read(r)?,
             log: LogSettings::read(r)?,
             ui: UiSettings::read(r)?,

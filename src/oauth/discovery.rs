@@ -37,21 +37,7 @@ pub async fn fill(
     let Some(issuer) = settings.issuer.clone() else {
         return Ok(Discovered::default());
     };
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.as_str().trim_end_matches('/')
-    );
-    let body = super::http::body(http.get(&url)).await?;
-    // A wrongly typed member (say `"authorization_response_iss_parameter_supported": "yes"`)
-    // fails the document: guessing could switch a protection off. Absent or null: false.
-    let doc: Document = serde_json::from_slice(&body)
-        .map_err(|e| ProviderError::Malformed(format!("discovery document: {e}")))?;
-    if doc.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
-        return Err(ProviderError::Malformed(format!(
-            "discovery issuer {:?} differs from the configured issuer",
-            doc.issuer
-        )));
-    }
+    let doc = document(&issuer, http).await?;
     let parse = |s: Option<String>| s.and_then(|s| Url::parse(&s).ok());
     if settings.auth_url.is_none() {
         settings.auth_url = parse(doc.authorization_endpoint);
@@ -77,4 +63,33 @@ pub async fn fill(
             .authorization_response_iss_parameter_supported
             .unwrap_or(false),
     })
+}
+
+/// `<issuer>/.well-known/openid-configuration`, whose `issuer` must equal `issuer` exactly.
+async fn document(issuer: &Url, http: &oauth2::reqwest::Client) -> Result<Document, ProviderError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.as_str().trim_end_matches('/')
+    );
+    let body = super::http::body(http.get(&url)).await?;
+    // A wrongly typed member (say `"authorization_response_iss_parameter_supported": "yes"`)
+    // fails the document: guessing could switch a protection off. Absent or null: false.
+    let doc: Document = serde_json::from_slice(&body)
+        .map_err(|e| ProviderError::Malformed(format!("discovery document: {e}")))?;
+    if doc.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+        return Err(ProviderError::Malformed(format!(
+            "discovery issuer {:?} differs from the configured issuer",
+            doc.issuer
+        )));
+    }
+    Ok(doc)
+}
+
+/// The signing keys' URL of another issuer (bearer tokens from `BEARER__EXTRA_ISSUERS`).
+pub async fn jwks_uri(issuer: &Url, http: &oauth2::reqwest::Client) -> Result<Url, ProviderError> {
+    document(issuer, http)
+        .await?
+        .jwks_uri
+        .and_then(|s| Url::parse(&s).ok())
+        .ok_or_else(|| ProviderError::Malformed("discovery document lacks jwks_uri".into()))
 }

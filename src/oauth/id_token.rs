@@ -6,11 +6,11 @@
 //! straight from the token endpoint over a connection we opened, which OIDC Core allows as the
 //! basis of trust for the code flow; the provider warns about that once at start.
 
-use base64::Engine;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::jwks::{allowed_algorithm, KeyError, KeySet};
+use super::jwks::KeySet;
+use super::jws::{Jws, JwsError};
 use crate::identity::Identity;
 
 /// Clock skew we tolerate on `exp` and `iat`.
@@ -59,21 +59,18 @@ pub enum IdTokenError {
     Subject,
 }
 
-impl From<KeyError> for IdTokenError {
-    fn from(e: KeyError) -> Self {
+impl From<JwsError> for IdTokenError {
+    fn from(e: JwsError) -> Self {
         match e {
-            KeyError::UnknownKey => IdTokenError::UnknownKey,
-            KeyError::BadSignature => IdTokenError::Signature,
-            KeyError::Unavailable(why) => IdTokenError::KeysUnavailable(why),
+            JwsError::Format => IdTokenError::Format,
+            JwsError::Unsigned => IdTokenError::Unsigned,
+            JwsError::Algorithm(alg) => IdTokenError::Algorithm(alg),
+            JwsError::Critical => IdTokenError::Critical,
+            JwsError::UnknownKey => IdTokenError::UnknownKey,
+            JwsError::Signature => IdTokenError::Signature,
+            JwsError::KeysUnavailable(why) => IdTokenError::KeysUnavailable(why),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    kid: Option<String>,
-    crit: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -114,49 +111,6 @@ struct Claims {
     preferred_username: Option<String>,
 }
 
-fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// A token split and decoded, nothing verified yet.
-struct Parsed<'a> {
-    header: Header,
-    claims: Claims,
-    /// Every claim, for groups and claim headers picked by path later.
-    raw: serde_json::Map<String, serde_json::Value>,
-    /// `header.payload` exactly as received: what the signature covers.
-    signing_input: &'a str,
-    signature: &'a str,
-}
-
-fn parse(token: &str) -> Result<Parsed<'_>, IdTokenError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(IdTokenError::Format);
-    };
-    let signing_input = &token[..header.len() + 1 + payload.len()];
-    let header: Header = decode_part(header).ok_or(IdTokenError::Format)?;
-    if header.alg.eq_ignore_ascii_case("none") {
-        return Err(IdTokenError::Unsigned);
-    }
-    let raw: serde_json::Map<String, serde_json::Value> =
-        decode_part(payload).ok_or(IdTokenError::Claims)?;
-    let claims: Claims = serde_json::from_value(serde_json::Value::Object(raw.clone()))
-        .map_err(|_| IdTokenError::Claims)?;
-    Ok(Parsed {
-        header,
-        claims,
-        raw,
-        signing_input,
-        signature,
-    })
-}
-
 /// The full check: the signature against `keys` (when the provider has a JWKS), then the
 /// claims. Every failure refuses the token; the error names the check, never the token.
 pub async fn verify(
@@ -164,37 +118,23 @@ pub async fn verify(
     keys: Option<&KeySet>,
     expect: &Expectations<'_>,
 ) -> Result<Identity, IdTokenError> {
-    let parsed = parse(token)?;
+    let jws = Jws::parse(token)?;
+    let claims: Claims = jws.claims().ok_or(IdTokenError::Claims)?;
     if let Some(keys) = keys {
-        let alg = allowed_algorithm(&parsed.header.alg)
-            .ok_or_else(|| IdTokenError::Algorithm(printable(&parsed.header.alg)))?;
-        // RFC 7515 4.1.11: critical extensions we do not understand make the token invalid.
-        if parsed.header.crit.is_some() {
-            return Err(IdTokenError::Critical);
-        }
-        keys.verify(
-            parsed.signing_input.as_bytes(),
-            parsed.signature,
-            parsed.header.kid.as_deref(),
-            alg,
-        )
-        .await?;
+        jws.verify(keys).await?;
     }
-    check_claims(parsed.claims, parsed.raw, expect)
-}
-
-/// The header's `alg` as it may appear in a log line: the sender chose it.
-fn printable(alg: &str) -> String {
-    alg.chars()
-        .filter(char::is_ascii_graphic)
-        .take(16)
-        .collect()
+    let raw: serde_json::Map<String, serde_json::Value> =
+        jws.claims().ok_or(IdTokenError::Claims)?;
+    check_claims(claims, raw, expect)
 }
 
 /// Claims only, for providers without a JWKS (see the module comment).
 pub fn verify_claims(token: &str, expect: &Expectations) -> Result<Identity, IdTokenError> {
-    let parsed = parse(token)?;
-    check_claims(parsed.claims, parsed.raw, expect)
+    let jws = Jws::parse(token)?;
+    let claims: Claims = jws.claims().ok_or(IdTokenError::Claims)?;
+    let raw: serde_json::Map<String, serde_json::Value> =
+        jws.claims().ok_or(IdTokenError::Claims)?;
+    check_claims(claims, raw, expect)
 }
 
 fn check_claims(
@@ -245,6 +185,8 @@ fn check_claims(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     fn b64(v: &serde_json::Value) -> String {

@@ -9,6 +9,7 @@ pub mod discovery;
 mod http;
 pub mod id_token;
 pub mod jwks;
+pub mod jws;
 pub mod slot;
 pub mod userinfo;
 

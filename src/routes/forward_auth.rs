@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::access::{RouteRules, Who};
+use crate::assertion::AssertionClaims;
 use crate::error::AppError;
 use crate::identity::{now_unix, Identity};
 use crate::refresh::{Outcome, Seen};
@@ -30,6 +31,27 @@ pub async fn forward_auth(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let rules = RouteRules::parse(req.query_string())?;
+    // An API client's bearer token, when enabled; without one the session cookie decides.
+    if let (Some(bearer), Some(token)) = (&state.bearer, crate::bearer::token_in(req.headers())) {
+        let provider = state.provider.get();
+        let token = bearer
+            .verify(token?, provider.as_ref().and_then(|p| p.keys()))
+            .await?;
+        let claims: Vec<(&str, String)> = token
+            .claims
+            .iter()
+            .filter_map(|(path, value)| crate::claims::text(value).map(|v| (path.as_str(), v)))
+            .collect();
+        let answer = Answer {
+            subject: &token.subject,
+            email: token.email.as_deref(),
+            email_verified: token.email_verified,
+            preferred_username: token.preferred_username.as_deref(),
+            groups: token.groups.iter().map(String::as_str).collect(),
+            claims: claims.iter().map(|(k, v)| (*k, v.as_str())).collect(),
+        };
+        return respond(&req, &state, &rules, &answer, "default", None);
+    }
     let Some(cookie) = state.session_cookie.read(req.headers()) else {
         return Err(not_signed_in(&req, &state));
     };
@@ -69,17 +91,43 @@ pub async fn forward_auth(
         }
     };
     let answer = match &refreshed {
-        Some(session) => Answer::of_identity(&session.identity, &view),
+        Some(session) => Answer::of_identity(&session.identity),
         None => Answer::of_view(&view),
     };
+    let access_token = match (state.forward.pass_access_token, &refreshed) {
+        (false, _) => None,
+        (true, Some(session)) => Some(session.tokens.access_token.clone()),
+        (true, None) => record::decode(&bytes, key.id, key.key.as_ref())
+            .ok()
+            .map(|s| s.tokens.access_token),
+    };
+    let provider = view.provider.as_deref().unwrap_or("default");
+    respond(
+        &req,
+        &state,
+        &rules,
+        &answer,
+        provider,
+        access_token.as_ref().map(|t| t.expose()),
+    )
+}
+
+/// The rules, then the 200 with the identity headers (and the signed assertion, when on).
+fn respond(
+    req: &HttpRequest,
+    state: &AppState,
+    rules: &RouteRules,
+    answer: &Answer<'_>,
+    provider: &str,
+    access_token: Option<&str>,
+) -> Result<HttpResponse, AppError> {
     let who = Who {
         email: answer.email,
         email_verified: answer.email_verified,
         groups: &answer.groups,
     };
-    let provider = view.provider.as_deref().unwrap_or("default");
     let checked = crate::access::check_who(&state.access, &who)
-        .and_then(|()| crate::access::check_route(&state.access, &rules, &who, provider));
+        .and_then(|()| crate::access::check_route(&state.access, rules, &who, provider));
     if let Err(refusal) = checked {
         refusal.log(answer.subject, "by /auth");
         return Err(refusal.into());
@@ -88,10 +136,11 @@ pub async fn forward_auth(
     let mut res = HttpResponse::Ok();
     res.insert_header(super::no_store());
     add(&mut res, "x-auth-request-user", answer.subject);
-    if crate::access::email_counts_as_verified(&state.access, &who) {
-        if let Some(email) = answer.email {
-            add(&mut res, "x-auth-request-email", email);
-        }
+    let verified_email = answer
+        .email
+        .filter(|_| crate::access::email_counts_as_verified(&state.access, &who));
+    if let Some(email) = verified_email {
+        add(&mut res, "x-auth-request-email", email);
     }
     if let Some(name) = answer.preferred_username {
         add(&mut res, "x-auth-request-preferred-username", name);
@@ -104,16 +153,19 @@ pub async fn forward_auth(
             add_named(&mut res, header.header.clone(), value);
         }
     }
-    if state.forward.pass_access_token {
-        let access_token = match &refreshed {
-            Some(session) => Some(session.tokens.access_token.clone()),
-            None => record::decode(&bytes, key.id, key.key.as_ref())
-                .ok()
-                .map(|s| s.tokens.access_token),
+    if let Some(token) = access_token {
+        add(&mut res, "x-auth-request-access-token", token);
+    }
+    if state.forward.assertion {
+        let groups: Vec<String> = answer.groups.iter().map(|g| (*g).to_owned()).collect();
+        let claims = AssertionClaims {
+            subject: answer.subject,
+            email: verified_email,
+            groups: &groups,
         };
-        if let Some(token) = access_token {
-            add(&mut res, "x-auth-request-access-token", token.expose());
-        }
+        let audience = state.proxies.original_origin(req);
+        let value = state.assertions.header_for(audience.as_deref(), &claims)?;
+        res.insert_header((HeaderName::from_static("x-auth-request-assertion"), value));
     }
     Ok(res.finish())
 }
@@ -144,8 +196,7 @@ impl<'a> Answer<'a> {
         }
     }
 
-    fn of_identity(identity: &'a Identity, view: &'a AuthView<'a>) -> Self {
-        let _ = view;
+    fn of_identity(identity: &'a Identity) -> Self {
         Answer {
             subject: &identity.subject,
             email: identity.email.as_deref(),

@@ -3,6 +3,7 @@
 pub mod callback;
 pub mod forward_auth;
 pub mod health;
+pub mod jwks;
 pub mod pages;
 pub mod session;
 pub mod signin;
@@ -16,7 +17,8 @@ use crate::error::AppError;
 /// Routes that touch no session (outside the session middleware).
 pub fn sessionless(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", "GET").get(health::healthz))
-        .service(resource("/readyz", "GET").get(health::readyz));
+        .service(resource("/readyz", "GET").get(health::readyz))
+        .service(resource("/.well-known/jwks.json", "GET").get(jwks::jwks));
 }
 
 /// Routes that read or write the session.

@@ -3,7 +3,9 @@
 mod helpers;
 
 mod access_and_keys;
+mod assertion;
 mod authorization;
+mod bearer;
 mod binary;
 mod browser;
 mod concurrency;

@@ -2,7 +2,7 @@
 // NOT for production: accepts any login/password and keeps everything in memory.
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const env = process.env;
 const list = (value) => value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -42,10 +42,33 @@ const common = {
   response_types: ['code'],
 };
 
+// API clients (gatehouse's BEARER__* tests): the client-credentials grant only, with JWT access
+// tokens (RFC 9068) for a resource indicator (RFC 8707). Without a `resource` parameter the
+// token is for `urn:gatehouse:api`, whose audience is gatehouse's client id (BEARER__AUDIENCES'
+// default). The other resources exist to get real, properly signed tokens that must be refused:
+// another audience, already expired, or naming another issuer.
+const apiClientId = 'gatehouse-api';
+const apiGroups = list(env.IDP_API_GROUPS || 'api-clients');
+const apiResource = 'urn:gatehouse:api';
+const resources = new Map([
+  [apiResource, { audience: clientId }],
+  ['urn:gatehouse:other-api', { audience: 'other-api' }],
+  ['urn:gatehouse:expired', { audience: clientId, expired: true }],
+  ['urn:gatehouse:wrong-issuer', { audience: clientId, issuer: 'https://issuer.invalid' }],
+]);
+
 const clients = [
   { ...common, client_id: clientId, client_secret: clientSecret, token_endpoint_auth_method: 'client_secret_basic' },
   { ...common, client_id: 'gatehouse-post', client_secret: clientSecret, token_endpoint_auth_method: 'client_secret_post' },
   { ...common, client_id: 'gatehouse-public', token_endpoint_auth_method: 'none' },
+  {
+    client_id: apiClientId,
+    client_secret: clientSecret,
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+  },
 ];
 
 // Any login name is a valid account. oidc-provider always uses the accountId
@@ -117,6 +140,43 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
     userinfo: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      // Only the API client gets a resource by default: the other clients' access tokens stay
+      // opaque (and usable at userinfo), as before.
+      defaultResource: (_ctx, client, oneOf) => oneOf
+        ?? (client?.clientId === apiClientId ? apiResource : undefined),
+      getResourceServerInfo: (_ctx, indicator) => {
+        const resource = resources.get(indicator);
+        if (!resource) throw new errors.InvalidTarget();
+        return {
+          scope: 'api',
+          audience: resource.audience,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: accessTokenTtl,
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+      useGrantedResource: () => false,
+    },
+  },
+  // An API client's tokens carry groups, as a user's ID token does.
+  extraTokenClaims: (_ctx, token) => (token.kind === 'ClientCredentials'
+    ? { groups: apiGroups, realm_access: { roles: apiGroups } }
+    : undefined),
+  formats: {
+    customizers: {
+      // Signed like any other token, but expired an hour ago, or naming another issuer.
+      jwt: (_ctx, token, jwt) => {
+        const resource = resources.get(token.resourceServer?.identifier());
+        if (resource?.expired) {
+          jwt.payload.iat -= 7200;
+          jwt.payload.exp = jwt.payload.iat + 3600;
+        }
+        if (resource?.issuer) jwt.payload.iss = resource.issuer;
+      },
+    },
   },
   ttl: {
     AccessToken: accessTokenTtl,
