@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod browser;
+pub mod cli;
 pub mod config;
 pub mod cookie_keys;
 pub mod error;

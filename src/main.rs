@@ -6,6 +6,11 @@ const EXIT_CONFIG: i32 = 2;
 
 #[actix_web::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Subcommands; no argument serves.
+    if let Some("login" | "token" | "logout") = args.first().map(String::as_str) {
+        std::process::exit(gatehouse::cli::run(&args).await);
+    }
     let loaded = match Settings::load(Sources::from_process()) {
         Ok(loaded) => loaded,
         Err(e) => {

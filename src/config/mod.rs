@@ -8,6 +8,7 @@
 //! `read` that validates it; `reader.rs` knows where values come from.
 
 mod access;
+mod cli;
 mod misc;
 mod provider;
 mod reader;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub use access::{AccessSettings, ForwardSettings};
+pub use cli::CliSettings;
 pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
@@ -77,6 +79,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "log.format",
     "ui.title",
     "ui.logo_url",
+    "cli.client_id",
+    "cli.scopes",
 ];
 
 /// A setting that is missing or invalid; its text is the one line printed at start-up.
@@ -107,6 +111,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     pub ui: UiSettings,
+    pub cli: CliSettings,
 }
 
 /// Where settings come from; the process uses [`Sources::from_process`], tests build their own.
@@ -172,6 +177,7 @@ impl Settings {
             metrics: MetricsSettings::read(r)?,
             log: LogSettings::read(r)?,
             ui: UiSettings::read(r)?,
+            cli: CliSettings::read(r)?,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod pages;
 pub mod session;
 pub mod signin;
 pub mod signout;
+pub mod well_known;
 
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::{web, HttpResponse, Resource};
@@ -16,7 +17,8 @@ use crate::error::AppError;
 /// Routes that touch no session (outside the session middleware).
 pub fn sessionless(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", "GET").get(health::healthz))
-        .service(resource("/readyz", "GET").get(health::readyz));
+        .service(resource("/readyz", "GET").get(health::readyz))
+        .service(resource("/.well-known/gatehouse", "GET").get(well_known::gatehouse));
 }
 
 /// Routes that read or write the session.
