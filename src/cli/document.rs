@@ -32,20 +32,28 @@ struct Raw {
     scopes: Vec<String>,
 }
 
-pub async fn fetch(
-    server: &Url,
-    http: &oauth2::reqwest::Client,
-) -> Result<ServerDocument, DocumentError> {
+/// Fetches `<server>/.well-known/gatehouse`: bounded in time and size, following no redirect
+/// (an http-to-https redirect would hide that the user typed the wrong URL).
+pub async fn fetch(server: &Url) -> Result<ServerDocument, DocumentError> {
     let url = format!(
         "{}/.well-known/gatehouse",
         server.as_str().trim_end_matches('/')
     );
+    let unreachable = |source| DocumentError::Unreachable {
+        url: url.clone(),
+        source,
+    };
+    let http = oauth2::reqwest::Client::builder()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .timeout(super::HTTP_TIMEOUT)
+        .build()
+        .map_err(|e| unreachable(ProviderError::Settings(format!("HTTP client: {e}"))))?;
     let body = match crate::oauth::http::body(http.get(&url)).await {
         Ok(body) => body,
         Err(ProviderError::UnexpectedStatus(404)) => {
             return Err(DocumentError::Off(server.as_str().to_owned()))
         }
-        Err(source) => return Err(DocumentError::Unreachable { url, source }),
+        Err(source) => return Err(unreachable(source)),
     };
     let malformed = |why: &str| DocumentError::Malformed {
         url: url.clone(),

@@ -15,7 +15,7 @@ pub async fn login(cmd: Login) -> Result<(), CliError> {
     let store = Store::locate(cmd.target.store.clone())?;
     // A store we could not write to is refused before anyone signs in for nothing.
     store.lock(false)?.read()?;
-    let doc = document::fetch(&cmd.target.server, &super::http_client()?).await?;
+    let doc = document::fetch(&cmd.target.server).await?;
     let loopback = Loopback::bind().await?;
     let provider = super::provider(
         doc.issuer.as_str(),
@@ -48,6 +48,7 @@ pub async fn login(cmd: Login) -> Result<(), CliError> {
     arrival
         .answer(match &outcome {
             Ok(_) => Page::SignedIn,
+            Err(CliError::SignIn(why)) => Page::Failed(why.clone()),
             Err(e) => Page::Failed(e.to_string()),
         })
         .await;

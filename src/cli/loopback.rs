@@ -172,7 +172,11 @@ impl Loopback {
                     return Err(LoopbackError::TimedOut(timeout.as_secs()));
                 }
                 accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok((stream, _)) = accepted else {
+                        // Out of descriptors, say: give others a moment rather than spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
                     if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
                         busy.fetch_sub(1, Ordering::AcqRel);
                         continue; // dropped: closed unanswered

@@ -24,7 +24,7 @@ use crate::oauth::{Provider, ProviderError};
 pub use args::{parse, Command, UsageError, USAGE};
 
 /// Bound on every call to the server and the provider.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Exit status of a command line that cannot be run (as for a bad setting).
 const EXIT_USAGE: i32 = 2;
@@ -53,7 +53,7 @@ pub enum CliError {
     Refresh(ProviderError),
     #[error("signed out here, but the provider did not revoke the refresh token: {0}")]
     NotRevoked(ProviderError),
-    #[error("cannot write the token: {0}")]
+    #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
 }
 
@@ -74,8 +74,8 @@ pub async fn run(args: &[String]) -> i32 {
         Ok(Command::Token(target)) => tokens::token(target).await,
         Ok(Command::Logout(target)) => tokens::logout(target).await,
         Ok(Command::Help) => {
-            println!("{USAGE}");
-            Ok(())
+            use std::io::Write;
+            writeln!(std::io::stdout(), "{USAGE}").map_err(CliError::Stdout)
         }
         Err(e) => Err(e.into()),
     };
@@ -86,15 +86,6 @@ pub async fn run(args: &[String]) -> i32 {
             e.exit_code()
         }
     }
-}
-
-/// The HTTP client for the server's document: bounded, following no redirect.
-fn http_client() -> Result<oauth2::reqwest::Client, CliError> {
-    oauth2::reqwest::Client::builder()
-        .redirect(oauth2::reqwest::redirect::Policy::none())
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .map_err(|e| CliError::SignIn(format!("no HTTP client: {e}")))
 }
 
 /// The provider as the server would build it, for our public, native client: endpoints and

@@ -642,6 +642,57 @@ async fn two_logins_at_once_listen_on_their_own_ports_and_ignore_each_other() {
     assert_eq!(second_entry["servers"][cli.server()]["subject"], "pete");
 }
 
+#[tokio::test]
+async fn the_browser_is_asked_to_open_the_authorize_url_and_a_missing_one_is_not_fatal() {
+    let cli = Cli::start().await;
+    // A desktop whose `xdg-open` writes down what it was asked to open.
+    let desktop = TempDir::new();
+    let opened = desktop.path.join("opened");
+    let opener = desktop.write(
+        "xdg-open",
+        &format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > {}.tmp && mv {0}.tmp {0}\n",
+            opened.display()
+        ),
+    );
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut cmd = cli.command(&["login", "--server", cli.server()]);
+    cmd.env("PATH", format!("{}:/usr/bin:/bin", desktop.path.display()));
+    let mut login = Login::spawn(cmd);
+    let printed = login.authorize_url().await;
+    // The opener runs beside the login: wait (bounded) for what it was given.
+    let deadline = std::time::Instant::now() + BOUND;
+    let url = loop {
+        if let Ok(url) = std::fs::read_to_string(&opened) {
+            break url;
+        }
+        assert!(std::time::Instant::now() < deadline, "xdg-open never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(url, printed, "the browser gets the printed URL");
+    let callback = browser_signs_in(&url, "bruno").await;
+    assert_eq!(visit(&callback).await.0, 200);
+    login.finish().await.assert_success("login with a browser");
+
+    // No opener at all: said, and the login goes on.
+    let empty = TempDir::new();
+    let mut cmd = cli.command(&["login", "--server", cli.server()]);
+    cmd.env("PATH", &empty.path);
+    let mut login = Login::spawn(cmd);
+    let authorize = login.authorize_url().await;
+    let callback = browser_signs_in(&authorize, "bruno").await;
+    assert_eq!(visit(&callback).await.0, 200);
+    let done = login.finish().await;
+    done.assert_success("login without a browser");
+    assert!(
+        done.stderr
+            .iter()
+            .any(|l| l.contains("could not start xdg-open")),
+        "{:?}",
+        done.stderr
+    );
+}
+
 // ---- The store and the command line ----
 
 #[tokio::test]
