@@ -469,6 +469,18 @@ async fn token_refreshes_an_expiring_access_token_and_keeps_the_rotated_refresh_
         Ok("rita")
     );
 
+    // Two at once: the store's lock makes them refresh one after the other, each with the
+    // refresh token the other stored (both reading the same one would spend it twice).
+    let (one, two) = tokio::join!(cli.token(), cli.token());
+    one.assert_success("concurrent token");
+    two.assert_success("concurrent token");
+    assert_ne!(one.stdout, two.stdout, "each refreshed in turn");
+    let last = format!("{}\n", text(&cli.stored()["access_token"]));
+    assert!(
+        last == one.stdout || last == two.stdout,
+        "the store holds the later of the two"
+    );
+
     let (status, body) = provider_refresh(issuer, &text(&first["refresh_token"])).await;
     assert_eq!(
         (status, body["error"].as_str()),
