@@ -290,8 +290,18 @@ async fn provider_refresh(issuer: &str, refresh_token: &str) -> (u16, serde_json
     (status, res.json().await.unwrap_or_default())
 }
 
-/// Who the provider says an access token belongs to (its userinfo), or its status.
+/// Whom an access token belongs to: a JWT says so itself (a resource server's token, which
+/// userinfo would refuse); an opaque one is asked about at the provider's userinfo (or its
+/// status comes back).
 async fn userinfo_subject(issuer: &str, access_token: &str) -> Result<String, u16> {
+    if let [_, payload, _] = access_token.split('.').collect::<Vec<_>>()[..] {
+        use base64::Engine;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("a JWT payload");
+        let claims: serde_json::Value = serde_json::from_slice(&claims).expect("JSON claims");
+        return Ok(text(&claims["sub"]));
+    }
     let res = reqwest::Client::new()
         .get(format!("{issuer}/me"))
         .bearer_auth(access_token)
