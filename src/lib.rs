@@ -6,6 +6,7 @@ pub mod bearer;
 pub mod browser;
 pub mod cache;
 pub mod claims;
+pub mod cli;
 pub mod config;
 pub mod cookie_keys;
 pub mod error;

@@ -6,6 +6,15 @@ const EXIT_CONFIG: i32 = 2;
 
 #[actix_web::main]
 async fn main() {
+    // `args()` would panic on an argument that is not UTF-8.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // Subcommands; no argument serves.
+    if let Some("login" | "token" | "logout") = args.first().map(String::as_str) {
+        std::process::exit(gatehouse::cli::run(&args).await);
+    }
     let loaded = match Settings::load(Sources::from_process()) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -220,6 +220,10 @@ impl Application {
         let session = settings.session.clone();
         let metrics_on_main = settings.metrics.bind.is_none();
         let metrics_for_app = metrics.clone();
+        let gatehouse_document = web::Data::new(routes::well_known::GatehouseDocument::new(
+            &settings.cli,
+            &settings.provider,
+        ));
 
         let server = HttpServer::new(move || {
             let session_middleware = SessionMiddleware::builder(session_store.clone(), key.clone())
@@ -244,6 +248,7 @@ impl Application {
                 .wrap(TracingLogger::<GatehouseRootSpan>::new())
                 .app_data(state.clone())
                 .app_data(metrics_for_app.clone())
+                .app_data(gatehouse_document.clone())
                 .app_data(web::QueryConfig::default())
                 // For any body extractor a handler may use one day; `limit_request_size`
                 // already refuses larger bodies on every route.

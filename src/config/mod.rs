@@ -9,6 +9,7 @@
 
 mod access;
 mod bearer;
+mod cli;
 mod misc;
 mod provider;
 mod reader;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 
 pub use access::{AccessSettings, ClaimHeader, ForwardSettings};
 pub use bearer::BearerSettings;
+pub use cli::CliSettings;
 pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
@@ -86,6 +88,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "log.format",
     "ui.title",
     "ui.logo_url",
+    "cli.client_id",
+    "cli.scopes",
 ];
 
 /// A setting that is missing or invalid; its text is the one line printed at start-up.
@@ -117,6 +121,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     pub ui: UiSettings,
+    pub cli: CliSettings,
 }
 
 /// Where settings come from; the process uses [`Sources::from_process`], tests build their own.
@@ -183,6 +188,7 @@ impl Settings {
             metrics: MetricsSettings::read(r)?,
             log: LogSettings::read(r)?,
             ui: UiSettings::read(r)?,
+            cli: CliSettings::read(r)?,
         })
     }
 }

@@ -107,8 +107,17 @@ pub struct Provider {
 impl Provider {
     /// Builds the client; runs discovery first when an issuer is configured.
     pub async fn build(
-        mut settings: ProviderSettings,
+        settings: ProviderSettings,
         server: &ServerSettings,
+    ) -> Result<Provider, ProviderError> {
+        Self::build_for_redirect(settings, &server.redirect_uri()).await
+    }
+
+    /// Like [`Provider::build`], for a client whose redirect URI is not the server's: the
+    /// command line's loopback listener (RFC 8252), which shares every check with the server.
+    pub async fn build_for_redirect(
+        mut settings: ProviderSettings,
+        redirect_uri: &str,
     ) -> Result<Provider, ProviderError> {
         let http = oauth2::reqwest::Client::builder()
             .redirect(oauth2::reqwest::redirect::Policy::none())
@@ -134,7 +143,7 @@ impl Provider {
                 "scopes lack openid and no userinfo endpoint is known".into(),
             ));
         }
-        let redirect = RedirectUrl::new(server.redirect_uri())
+        let redirect = RedirectUrl::new(redirect_uri.to_owned())
             .map_err(|e| ProviderError::Settings(format!("redirect URI: {e}")))?;
         let mut oauth = oauth2::Client::new(ClientId::new(settings.client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(auth_url))

@@ -6,7 +6,7 @@
 
 pub mod client;
 pub mod discovery;
-mod http;
+pub(crate) mod http;
 pub mod id_token;
 pub mod jwks;
 pub mod jws;

@@ -8,6 +8,7 @@ pub mod pages;
 pub mod session;
 pub mod signin;
 pub mod signout;
+pub mod well_known;
 
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::{web, HttpResponse, Resource};
@@ -18,7 +19,8 @@ use crate::error::AppError;
 pub fn sessionless(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", "GET").get(health::healthz))
         .service(resource("/readyz", "GET").get(health::readyz))
-        .service(resource("/.well-known/jwks.json", "GET").get(jwks::jwks));
+        .service(resource("/.well-known/jwks.json", "GET").get(jwks::jwks))
+        .service(resource("/.well-known/gatehouse", "GET").get(well_known::gatehouse));
 }
 
 /// Routes that read or write the session.

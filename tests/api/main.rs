@@ -8,6 +8,7 @@ mod authorization;
 mod bearer;
 mod binary;
 mod browser;
+mod cli;
 mod concurrency;
 mod discovery;
 mod docs;

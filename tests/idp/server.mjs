@@ -69,6 +69,16 @@ const clients = [
     response_types: [],
     redirect_uris: [],
   },
+  // `gatehouse login` (RFC 8252): a public, native client with a loopback redirect URI, which
+  // matches on any port (7.3; oidc-provider does that for native clients by itself).
+  {
+    client_id: 'gatehouse-cli',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    redirect_uris: ['http://127.0.0.1/callback'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+  },
 ];
 
 // Any login name is a valid account. oidc-provider always uses the accountId
