@@ -6,6 +6,7 @@ pub mod health;
 pub mod jwks;
 pub mod pages;
 pub mod session;
+pub mod sessions;
 pub mod signin;
 pub mod signout;
 pub mod well_known;
@@ -30,7 +31,9 @@ pub fn with_session(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/signin").to(signin::signin))
         .service(resource("/redirect", "GET").get(callback::callback))
         .service(resource("/signout", "POST").post(signout::signout))
-        .service(resource("/session", "GET").get(session::session));
+        .service(resource("/session", "GET").get(session::session))
+        .service(resource("/sessions", "GET").get(sessions::list))
+        .service(resource("/sessions/revoke", "POST").post(sessions::revoke));
 }
 
 /// A resource whose other methods get 405 with `Allow`, in the contract's format.

@@ -27,5 +27,6 @@ mod redis_modes;
 mod refresh;
 mod security;
 mod session_record;
+mod sessions;
 mod settings;
 mod signin_e2e;
