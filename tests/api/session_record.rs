@@ -230,3 +230,42 @@ async fn a_record_moved_under_another_id_does_not_open() {
         "a record that does not open is no session"
     );
 }
+
+/// The number of Redis commands the app has sent, from its own metrics.
+async fn redis_commands(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("gatehouse_redis_command_duration_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the Redis command count")
+}
+
+#[tokio::test]
+async fn auth_is_one_redis_round_trip_with_rules_and_headers() {
+    let app = spawn_app_with_idp(&[
+        ("GATEHOUSE__METRICS__PUBLIC", "true"),
+        ("GATEHOUSE__FORWARD__CLAIM_HEADERS", "name=X-User-Name"),
+        ("GATEHOUSE__FORWARD__ASSERTION", "true"),
+    ])
+    .await;
+    assert_eq!(
+        app.sign_in(&app.client, "rob+staff", None)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    // Warm: the first /auth may sign the assertion (no Redis either way).
+    assert_eq!(app.get("/auth").await.status().as_u16(), 200);
+    let before = redis_commands(&app).await;
+    for path in [
+        "/auth",
+        "/auth?allowed_groups=staff",
+        "/auth",
+        "/auth?allowed_groups=admins",
+    ] {
+        app.get(path).await;
+    }
+    let after = redis_commands(&app).await;
+    assert_eq!(after - before, 4, "one command per /auth");
+}
