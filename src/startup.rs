@@ -153,7 +153,7 @@ impl Application {
         });
         let session_store = RedisSessionStore::new(store, settings.session.ttl);
         let session = settings.session.clone();
-        let metrics_on_main = settings.metrics.bind.is_none();
+        let metrics_on_main = settings.metrics.public;
         let metrics_for_app = metrics.clone();
 
         let server = HttpServer::new(move || {

@@ -74,6 +74,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "proxy.trusted",
     "forward.pass_access_token",
     "metrics.bind",
+    "metrics.public",
     "log.format",
     "ui.title",
     "ui.logo_url",
