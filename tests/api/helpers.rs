@@ -159,6 +159,10 @@ pub fn browser_with_jar() -> (reqwest::Client, Arc<Jar>) {
         .redirect(Policy::none())
         .cookie_provider(jar.clone())
         .timeout(Duration::from_secs(30))
+        // gatehouse closes a keep-alive connection idle for 5 s (actix's default); a browser
+        // whose sign-in at the provider takes that long on a loaded machine would otherwise
+        // reuse the connection just as it closes (hyper's IncompleteMessage).
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .expect("client builds");
     (client, jar)
