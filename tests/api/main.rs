@@ -21,6 +21,7 @@ mod pages;
 mod proxy;
 mod redis_modes;
 mod refresh;
+mod refresh_real;
 mod security;
 mod settings;
 mod signin_e2e;
