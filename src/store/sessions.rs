@@ -1,4 +1,4 @@
-//! actix-session's store, on the shared connection. A session lives at
+//! actix-session's store, on each worker's own Redis connection. A session lives at
 //! `<prefix>session:{<id>}`: the id is a hash tag, so its refresh lease (`<prefix>lock:{<id>}`)
 //! shares its cluster slot.
 //!
