@@ -5,6 +5,7 @@ mod helpers;
 mod access_and_keys;
 mod binary;
 mod browser;
+mod caddy;
 mod concurrency;
 mod discovery;
 mod docs;
