@@ -52,8 +52,8 @@ ensure_idp_deps() {
   fi
 }
 
-# ensure_proxies: the nginx binary the tests behind a real nginx start with generated configs
-# (tests/api/nginx.rs), and caddy, whose `caddy adapt` lints deploy/caddy/Caddyfile. Only the
+# ensure_proxies: the nginx and caddy binaries, which the tests start with generated configs
+# (tests/api/nginx.rs, tests/api/caddy.rs: the shipped files in front of gatehouse). Only the
 # binaries are used: the packages' own services are not needed.
 ensure_proxies() {
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
@@ -76,11 +76,23 @@ ensure_browser() {
   fi
 }
 
-# ensure_rust_tools: cargo with rustfmt and clippy.
+# ensure_rust_tools: cargo with rustfmt and clippy, and the C linker cargo links with.
 ensure_rust_tools() {
   command -v cargo >/dev/null || { log "cargo is required (https://rustup.rs)"; return 1; }
+  ensure_linker
   cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+}
+
+# ensure_linker: cargo links through the system's C compiler (`cc`), which rustup does not
+# bring; a fresh Debian has none.
+ensure_linker() {
+  command -v cc >/dev/null || apt_install gcc libc6-dev
+}
+
+# ensure_curl: the scripts wait for their servers with curl.
+ensure_curl() {
+  command -v curl >/dev/null || apt_install curl
 }
 
 # wait_http URL [tries]: until URL answers any HTTP status.

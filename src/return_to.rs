@@ -4,7 +4,8 @@
 //! Anything else falls back to `/`. Browsers are lenient (they read `/\host` and `//host` as
 //! other hosts, strip tabs and newlines, and some proxies decode `%2F`), so the rules are
 //! strict: no backslash, no control, space or non-ASCII characters, nothing that decodes into
-//! those, no userinfo, http(s) only, and the host and port must be listed.
+//! those, no userinfo, http(s) only (https only when `PUBLIC_URL` is https), a host that is a
+//! DNS name, and the host and port must be listed.
 
 use url::Url;
 
@@ -45,11 +46,19 @@ impl RedirectPolicy {
             .unwrap_or_else(|| FALLBACK.to_owned())
     }
 
-    /// Whether `origin` (`scheme://host[:port]`, as browsers send in `Origin`) is ours or one
-    /// of the allowed hosts.
-    pub fn allows_origin(&self, origin: &str) -> bool {
-        Url::parse(origin)
-            .is_ok_and(|u| u.path() == "/" && u.query().is_none() && self.url_is_allowed(&u))
+    /// Whether `origin` (`scheme://host[:port]`, as browsers send in `Origin`) is this
+    /// service's own (PUBLIC_URL's). The hosts listed for redirects are not: being a place a
+    /// user may be sent back to is no licence to end their session (see docs/deployment.md).
+    pub fn is_own_origin(&self, origin: &str) -> bool {
+        Url::parse(origin).is_ok_and(|u| {
+            u.path() == "/"
+                && u.query().is_none()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.scheme() == self.scheme
+                && u.host_str().map(str::to_ascii_lowercase).as_deref() == Some(self.host.as_str())
+                && u.port_or_known_default() == self.port
+        })
     }
 
     fn allowed_absolute(&self, raw: &str) -> Option<String> {
@@ -92,15 +101,15 @@ impl RedirectPolicy {
         {
             return true;
         }
-        self.rules.iter().any(|rule| {
-            let host_ok =
-                host == rule.host || (rule.suffix && host.ends_with(&format!(".{}", rule.host)));
-            let port_ok = match rule.port {
-                None => url.port().is_none(),
-                Some(p) => url.port_or_known_default() == Some(p),
-            };
-            host_ok && port_ok
-        })
+        // Behind https, a listed host over plain http would hand the user (and whatever the
+        // URL carries) to anyone on the path.
+        if self.scheme == "https" && url.scheme() != "https" {
+            return false;
+        }
+        let default_port = url.port_or_known_default();
+        self.rules
+            .iter()
+            .any(|rule| rule.allows(&host, url.port(), default_port))
     }
 }
 
@@ -186,7 +195,6 @@ mod tests {
                 "https://app.example.com/page?q=1",
             ),
             ("https://APP.example.com", "https://app.example.com/"),
-            ("http://app.example.com/", "http://app.example.com/"),
             (
                 "https://app.example.com:8443/x",
                 "https://app.example.com:8443/x",
@@ -211,7 +219,7 @@ mod tests {
             .map(|l| serde_json::from_str(l).expect("a JSON string per line"))
             .collect();
         assert!(
-            payloads.len() >= 100,
+            payloads.len() >= 139,
             "the table has {} payloads",
             payloads.len()
         );
@@ -223,12 +231,67 @@ mod tests {
     }
 
     #[test]
-    fn origins_for_sign_out() {
+    fn only_our_own_origin_may_sign_out() {
         let p = policy();
-        assert!(p.allows_origin("https://auth.example.com"));
-        assert!(p.allows_origin("https://app.example.com"));
-        assert!(!p.allows_origin("https://evil.example"));
-        assert!(!p.allows_origin("null"));
-        assert!(!p.allows_origin("http://auth.example.com"));
+        assert!(p.is_own_origin("https://auth.example.com"));
+        assert!(p.is_own_origin("https://AUTH.example.com:443"));
+        // Listed for redirects, yet not us.
+        assert!(!p.is_own_origin("https://app.example.com"));
+        assert!(!p.is_own_origin("https://a.corp.example"));
+        assert!(!p.is_own_origin("https://evil.example"));
+        assert!(!p.is_own_origin("null"));
+        assert!(!p.is_own_origin("http://auth.example.com"));
+        assert!(!p.is_own_origin("https://auth.example.com:8443"));
+        assert!(!p.is_own_origin("https://auth.example.com.evil.example"));
+    }
+
+    #[test]
+    fn suffix_rules_admit_only_dns_names() {
+        let p = policy();
+        for host in [
+            "evil.example..corp.example",
+            ".corp.example",
+            "..corp.example",
+            "evil&.corp.example",
+            "a.corp.example.",
+            "-evil.corp.example",
+            "evil-.corp.example",
+            "ev_il.corp.example",
+        ] {
+            let url = format!("https://{host}/");
+            assert_eq!(p.sanitize(Some(&url)), FALLBACK, "{url}");
+        }
+        let long_label = "a".repeat(64);
+        let url = format!("https://{long_label}.corp.example/");
+        assert_eq!(p.sanitize(Some(&url)), FALLBACK, "a 64-byte label");
+        let ok_label = "a".repeat(63);
+        let url = format!("https://{ok_label}.corp.example/");
+        assert_eq!(p.sanitize(Some(&url)), url, "a 63-byte label");
+        // 253 bytes in all is the most a name may have.
+        let labels = vec!["a".repeat(60); 4].join(".");
+        let url = format!("https://{labels}.corp.example/");
+        assert_eq!(p.sanitize(Some(&url)), FALLBACK, "a name over 253 bytes");
+    }
+
+    #[test]
+    fn behind_https_listed_hosts_are_https_only() {
+        let p = policy();
+        for url in [
+            "http://app.example.com/",
+            "http://app.example.com:443/",
+            "http://app.example.com:8443/x",
+            "http://a.corp.example/",
+        ] {
+            assert_eq!(p.sanitize(Some(url)), FALLBACK, "{url}");
+        }
+        // Behind plain http (development), both schemes remain possible.
+        let plain = RedirectPolicy::new(&ServerSettings {
+            bind: "127.0.0.1:0".parse().expect("addr"),
+            public_url: Url::parse("http://127.0.0.1:8080").expect("url"),
+            allowed_redirect_hosts: vec![HostRule::parse("app.example.com").expect("rule")],
+        });
+        for url in ["http://app.example.com/", "https://app.example.com/"] {
+            assert_eq!(plain.sanitize(Some(url)), url);
+        }
     }
 }

@@ -218,7 +218,7 @@ impl Application {
             bearer,
         });
         let session = settings.session.clone();
-        let metrics_on_main = settings.metrics.bind.is_none();
+        let metrics_on_main = settings.metrics.public;
         let metrics_for_app = metrics.clone();
         let gatehouse_document = web::Data::new(routes::well_known::GatehouseDocument::new(
             &settings.cli,

@@ -31,8 +31,12 @@ const MAX_UI_TITLE_CHARS: usize = 80;
 
 #[derive(Debug, Clone, Default)]
 pub struct MetricsSettings {
-    /// A separate listener for /metrics; None: served on the main one.
+    /// A separate listener for /metrics (for the scraper only).
     pub bind: Option<SocketAddr>,
+    /// Also serve /metrics on the main, public listener. Off by default: the figures (sign-in
+    /// failures by reason, Redis errors) are for operators, not for everyone who can reach
+    /// the sign-in page.
+    pub public: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +93,7 @@ impl MetricsSettings {
                     invalid("metrics.bind", "must be an address such as 127.0.0.1:9100")
                 })?),
             },
+            public: r.boolean("metrics.public")?,
         };
         Ok(metrics)
     }

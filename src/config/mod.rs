@@ -85,6 +85,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "bearer.audiences",
     "bearer.extra_issuers",
     "metrics.bind",
+    "metrics.public",
     "log.format",
     "ui.title",
     "ui.logo_url",

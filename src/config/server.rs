@@ -40,16 +40,43 @@ impl HostRule {
             ),
             None => (rest, None),
         };
-        let valid = !host.is_empty()
-            && host.len() <= 253
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        valid.then_some(HostRule { host, suffix, port })
+        is_dns_name(&host).then_some(HostRule { host, suffix, port })
     }
+
+    /// Whether `host` (lower-case) and `port` (the URL's explicit port; `default_port`, the
+    /// scheme's, when it has none) are what this rule allows. A host that is not a DNS name
+    /// never is: `evil.example..example.test` ends with `.example.test`, yet is no subdomain.
+    pub fn allows(&self, host: &str, port: Option<u16>, default_port: Option<u16>) -> bool {
+        let host_ok = is_dns_name(host)
+            && (host == self.host
+                || (self.suffix
+                    && host
+                        .strip_suffix(self.host.as_str())
+                        .is_some_and(|sub| sub.ends_with('.'))));
+        let port_ok = match self.port {
+            None => port.is_none(),
+            Some(p) => port.or(default_port) == Some(p),
+        };
+        host_ok && port_ok
+    }
+}
+
+/// A host name as DNS has them (RFC 1123 section 2.1): dot-separated labels of ASCII letters,
+/// digits and hyphens, 1 to 63 bytes each, not starting or ending with a hyphen, 253 bytes in
+/// all, no empty label (so no leading, trailing or doubled dot). Browsers and the `url` crate
+/// accept far more in a host (`&`, `_`, empty labels); a suffix rule must not.
+pub fn is_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,5 +147,39 @@ impl ProxySettings {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ProxySettings { trusted })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_dns_names() {
+        for ok in [
+            "app.example.com",
+            ".example.com",
+            "a-b.example:8443",
+            "localhost",
+        ] {
+            assert!(HostRule::parse(ok).is_some(), "{ok}");
+        }
+        let long = format!("{}.example.com", "a".repeat(64));
+        for bad in [
+            "",
+            ".",
+            "..example.com",
+            "a..example.com",
+            "example.com.",
+            "-a.example.com",
+            "a-.example.com",
+            "a_b.example.com",
+            "a&b.example.com",
+            "example.com:0",
+            "example.com:x",
+            long.as_str(),
+        ] {
+            assert!(HostRule::parse(bad).is_none(), "{bad:?}");
+        }
     }
 }

@@ -47,8 +47,9 @@ pub async fn signout(
         .finish())
 }
 
-/// Fetch metadata first, then `Origin`, then `Referer`; our origin or an allowed host's. A request with none of them comes
-/// from a non-browser client, which cannot be forged by another site.
+/// Fetch metadata first, then `Origin`, then `Referer`: only our own origin (PUBLIC_URL's). A
+/// request with none of them comes from a non-browser client, which cannot be forged by
+/// another site.
 pub fn same_origin(headers: &HeaderMap, allowed: &RedirectPolicy) -> bool {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let site = text(header::HeaderName::from_static("sec-fetch-site"));
@@ -60,12 +61,12 @@ pub fn same_origin(headers: &HeaderMap, allowed: &RedirectPolicy) -> bool {
         _ => {}
     }
     if let Some(origin) = text(header::ORIGIN) {
-        return allowed.allows_origin(origin);
+        return allowed.is_own_origin(origin);
     }
     if let Some(referer) = text(header::REFERER) {
         return url::Url::parse(referer)
-            .is_ok_and(|u| allowed.allows_origin(&u.origin().ascii_serialization()));
+            .is_ok_and(|u| allowed.is_own_origin(&u.origin().ascii_serialization()));
     }
-    // same-site (a sister app under COOKIE_DOMAIN) must prove which site with Origin.
+    // same-site (a sister app under COOKIE_DOMAIN) must prove with Origin that it is us.
     site != Some("same-site")
 }

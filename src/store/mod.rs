@@ -1,7 +1,8 @@
-//! Redis: one shared, tuned connection; key naming; pending sign-ins; sessions.
+//! Redis: tuned connections, one per worker thread; key naming; pending sign-ins; sessions.
 //!
-//! Everything the service keeps lives under `REDIS__KEY_PREFIX`. One connection is shared by
-//! every worker: it multiplexes commands, bounds every connect and command, and reconnects by
+//! Everything the service keeps lives under `REDIS__KEY_PREFIX`. Each worker thread opens a
+//! connection of its own on first use (see `LINKS` for why not one shared by all): it
+//! multiplexes that worker's commands, bounds every connect and command, and reconnects by
 //! itself when Redis comes back. It is either a single server (`redis://`, `rediss://`, with
 //! an ACL user in the URL if any) or a Redis Cluster (`REDIS__CLUSTER`/`REDIS__CLUSTER_NODES`);
 //! [`Connection`] hides which, so the stores have one code path.

@@ -7,7 +7,7 @@
 //! reads the record directly ([`RedisSessionStore::touch`]): one `GETEX`, no map.
 //!
 //! actix-session's own Redis store opens its own untunable connection and hangs for minutes
-//! when Redis is down; this one shares [`RedisStore`]'s bounded connection, so a failure is a
+//! when Redis is down; this one uses each worker's own bounded connection ([`RedisStore`]), so a failure is a
 //! quick error that the error middleware turns into 503.
 
 use std::collections::HashMap;

@@ -7,6 +7,10 @@
 //! Run alone: `cargo test --test api browser -- --nocapture`. Without Chromium (or without
 //! `npm ci` in tests/browser) the test is skipped with a message, except in CI (`CI` set), where
 //! that is a failure: scripts/test installs both.
+//!
+//! The signed-in page's screenshot goes to a temporary file (or to
+//! `$GATEHOUSE_BROWSER_SCREENSHOT_OUT`): a test never rewrites a tracked file.
+//! `scripts/update-screenshot` runs this test and copies it over docs/screenshots/signed-in.png.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,6 +77,10 @@ async fn browser_journeys_in_headless_chromium_through_nginx() {
     .await;
     let screenshots = target_dir().join("browser-screenshots");
     std::fs::create_dir_all(&screenshots).expect("screenshot folder");
+    let scratch = TempDir::new();
+    let signed_in_shot = std::env::var_os("GATEHOUSE_BROWSER_SCREENSHOT_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| scratch.path.join("signed-in.png"));
 
     let started = Instant::now();
     let mut node = tokio::process::Command::new("node");
@@ -84,10 +92,7 @@ async fn browser_journeys_in_headless_chromium_through_nginx() {
         .env("GATEHOUSE_BROWSER_IDP", &idp().issuer)
         .env("GATEHOUSE_BROWSER_TITLE", TITLE)
         .env("GATEHOUSE_BROWSER_SCREENSHOTS", &screenshots)
-        .env(
-            "GATEHOUSE_BROWSER_README_SCREENSHOT",
-            Path::new(MANIFEST_DIR).join("docs/screenshots/signed-in.png"),
-        )
+        .env("GATEHOUSE_BROWSER_README_SCREENSHOT", &signed_in_shot)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let out = tokio::time::timeout(RUN_BOUND, node.output())
@@ -117,5 +122,11 @@ async fn browser_journeys_in_headless_chromium_through_nginx() {
         "browser journeys failed ({}); nginx's warnings and errors:\n{}",
         out.status,
         nginx_trouble.join("\n")
+    );
+    let png = std::fs::read(&signed_in_shot).expect("the signed-in page's screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is a PNG",
+        signed_in_shot.display()
     );
 }

@@ -118,18 +118,14 @@ async fn with_the_provider_down_a_sign_in_fails_with_a_clear_answer() {
     let state = query_param(&authorize, "state").expect("state");
 
     // A browser coming back (say the provider answered, then fell over before the exchange)
-    // gets a page that says what happened and offers to start again.
-    let started = Instant::now();
+    // gets a page that says what happened and offers to start again. (Nothing listens at the
+    // provider's address: the connection is refused at once, nothing to wait for.)
     let res = browser_client
         .get(down.url(&format!("/redirect?code=x&state={state}")))
         .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
         .send()
         .await
         .expect("answered");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "answered within the provider timeout, not hung"
-    );
     assert_eq!(res.status().as_u16(), 502);
     assert!(res.headers()["content-type"]
         .to_str()
@@ -277,6 +273,8 @@ enum Attempt {
         status: u16,
         closes: bool,
         error: Option<String>,
+        /// Its X-Request-Id, to find what gatehouse logged about it.
+        request_id: Option<String>,
     },
     /// A new connection refused: the server no longer listens.
     Refused,
@@ -360,6 +358,7 @@ impl Loader {
                         let error = serde_json::from_slice::<serde_json::Value>(&res.body)
                             .ok()
                             .and_then(|b| b["error"].as_str().map(str::to_owned));
+                        let request_id = res.header("x-request-id").map(str::to_owned);
                         record(
                             seq,
                             sent,
@@ -367,6 +366,7 @@ impl Loader {
                                 status: res.status,
                                 closes,
                                 error,
+                                request_id,
                             },
                         );
                         self.answered.fetch_add(1, Ordering::SeqCst);
@@ -401,9 +401,20 @@ async fn wait_until(bound: Duration, what: &str, mut done: impl FnMut() -> bool)
     }
 }
 
-/// gatehouse's bound on a Redis reply (src/store): past it, a held /auth is rightly answered
-/// 503 (the hold lasts milliseconds; this only keeps a very slow machine from failing).
-const REDIS_REPLY_BOUND: Duration = Duration::from_secs(1);
+/// The request ids for which gatehouse logged (JSON, a warning or an error in the request's
+/// span) that a Redis reply did not come within its bound ("timed out"). A held `/auth`
+/// answered 503 is fail-closed and right exactly when this happened to it: when the hold
+/// outlasted gatehouse's reply bound, which a loaded machine may make it do. A 503 for any
+/// other reason (say, the Redis connection torn down under the request by the shutdown) is a
+/// failure. Decided by what gatehouse reports, not by the test's clock.
+fn redis_timeouts(logs: &[String]) -> std::collections::HashSet<String> {
+    logs.iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|l| matches!(l["level"].as_str(), Some("WARN" | "ERROR")))
+        .filter(|l| l.to_string().contains("timed out"))
+        .filter_map(|l| l["span"]["request_id"].as_str().map(str::to_owned))
+        .collect()
+}
 
 /// SIGTERM in the middle of keep-alive load on /healthz and /auth: every request the server
 /// has taken in gets a whole answer, and the process exits 0.
@@ -419,8 +430,10 @@ const REDIS_REPLY_BOUND: Duration = Duration::from_secs(1);
 /// the server is shutting down (its idle keep-alive connections closed), the commands flow
 /// again, and each of those requests must be answered 200, completely.
 ///
-/// Failures: any partial answer; any status other than 200; any refused, failed or unanswered
-/// request before SIGTERM; a held request not answered; an exit status other than 0.
+/// Failures: any partial answer; any status other than 200 (save a 503 `store_unavailable` to
+/// an /auth whose Redis reply gatehouse logged as timed out: see `redis_timeouts`); any
+/// refused, failed or unanswered request before SIGTERM; a held request not answered; an exit
+/// status other than 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_load_drops_no_request_the_server_has_taken_in() {
     const AUTH_CLIENTS: usize = 4;
@@ -532,7 +545,6 @@ async fn sigterm_during_load_drops_no_request_the_server_has_taken_in() {
 
     // Hold Redis until one request per /auth client is provably inside gatehouse.
     gate.pause();
-    let paused_at = Instant::now();
     wait_until(
         Duration::from_secs(5),
         "every /auth client's request to reach Redis",
@@ -568,7 +580,6 @@ async fn sigterm_during_load_drops_no_request_the_server_has_taken_in() {
         );
     }
     gate.resume();
-    let held_for = paused_at.elapsed();
 
     let mut results = Vec::new();
     for (path, loader) in loaders {
@@ -588,6 +599,11 @@ async fn sigterm_during_load_drops_no_request_the_server_has_taken_in() {
         .iter()
         .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
         .collect();
+    let timed_out = redis_timeouts(&logs);
+    let fail_closed = |attempt: &Attempt| {
+        matches!(attempt, Attempt::Answered { status: 503, error: Some(e), request_id: Some(id), .. }
+            if e == "store_unavailable" && timed_out.contains(id))
+    };
 
     // Every answer whole and right; failures only once the shutdown began; the held requests
     // answered.
@@ -607,9 +623,8 @@ async fn sigterm_during_load_drops_no_request_the_server_has_taken_in() {
             let before_sigterm = o.at < sigterm_at;
             match &o.attempt {
                 Attempt::Answered { status: 200, .. } => {}
-                // Held past gatehouse's Redis bound, fail-closed is the right whole answer.
-                Attempt::Answered { status: 503, .. }
-                    if *path == "/auth" && held_for >= REDIS_REPLY_BOUND => {}
+                // Held past gatehouse's Redis bound (it says so): fail-closed is right.
+                attempt if *path == "/auth" && fail_closed(attempt) => {}
                 Attempt::Answered { status, error, .. } => failures.push(format!(
                     "client {i} {path} #{}: status {status} {error:?} after {:?}",
                     o.seq, o.took
@@ -629,7 +644,7 @@ async fn sigterm_during_load_drops_no_request_the_server_has_taken_in() {
             let held_outcome = outcomes.iter().find(|o| o.seq == seq);
             match held_outcome.map(|o| &o.attempt) {
                 Some(Attempt::Answered { status: 200, .. }) => {}
-                Some(Attempt::Answered { status: 503, .. }) if held_for >= REDIS_REPLY_BOUND => {}
+                Some(attempt) if fail_closed(attempt) => {}
                 _ => failures.push(format!(
                     "client {i} /auth #{seq}, in flight at SIGTERM: {held_outcome:?}"
                 )),
@@ -638,7 +653,7 @@ async fn sigterm_during_load_drops_no_request_the_server_has_taken_in() {
     }
     assert!(
         failures.is_empty(),
-        "{} failures (held {held_for:?}): {failures:#?}\nall outcomes: {counts:#?}\n\
+        "{} failures: {failures:#?}\nall outcomes: {counts:#?}\n\
          gatehouse's warnings: {warnings:#?}",
         failures.len()
     );

@@ -160,6 +160,10 @@ pub fn browser_with_jar() -> (reqwest::Client, Arc<Jar>) {
         .redirect(Policy::none())
         .cookie_provider(jar.clone())
         .timeout(Duration::from_secs(30))
+        // gatehouse closes a keep-alive connection idle for 5 s (actix's default); a browser
+        // whose sign-in at the provider takes that long on a loaded machine would otherwise
+        // reuse the connection just as it closes (hyper's IncompleteMessage).
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .expect("client builds");
     (client, jar)
@@ -965,6 +969,8 @@ async fn try_behind_nginx(
         ("GATEHOUSE__PROVIDER__ISSUER", &issuer),
         ("GATEHOUSE__PROVIDER__AUTH_URL", ""),
         ("GATEHOUSE__PROVIDER__TOKEN_URL", ""),
+        // As in spawn_app_with_idp: the shared provider is slow on a loaded machine.
+        ("GATEHOUSE__PROVIDER__TIMEOUT_SECS", "10"),
         ("GATEHOUSE__SERVER__PUBLIC_URL", &origin),
         ("GATEHOUSE__PROXY__TRUSTED", "127.0.0.1/32"),
     ];
@@ -1523,6 +1529,8 @@ pub async fn direct_and_behind_nginx(overrides: &[(&str, &str)]) -> DirectAndBeh
                 ("GATEHOUSE__PROVIDER__ISSUER", issuer.clone()),
                 ("GATEHOUSE__PROVIDER__AUTH_URL", String::new()),
                 ("GATEHOUSE__PROVIDER__TOKEN_URL", String::new()),
+                // As in spawn_app_with_idp: the shared provider is slow on a loaded machine.
+                ("GATEHOUSE__PROVIDER__TIMEOUT_SECS", "10".to_owned()),
                 (
                     "GATEHOUSE__SERVER__PUBLIC_URL",
                     format!("http://127.0.0.1:{nginx_port}"),

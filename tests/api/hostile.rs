@@ -888,6 +888,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
 
 const MIB: usize = 1024 * 1024;
 
+async fn app_with_every_route() -> TestApp {
+    spawn_app_with(&[("GATEHOUSE__METRICS__PUBLIC", "true")]).await
+}
+
 fn request(app: &TestApp, method: &str, path: &str) -> reqwest::RequestBuilder {
     let client = bare_client();
     match method {
@@ -898,7 +902,7 @@ fn request(app: &TestApp, method: &str, path: &str) -> reqwest::RequestBuilder {
 
 #[tokio::test]
 async fn a_1_mib_body_is_refused_on_every_endpoint() {
-    let app = spawn_app().await;
+    let app = app_with_every_route().await;
     for (method, path) in ENDPOINTS {
         let res = request(&app, method, path)
             .body(vec![b'a'; MIB])
@@ -920,7 +924,7 @@ async fn a_1_mib_body_is_refused_on_every_endpoint() {
 /// A chunked body announces no length: it is read up to the limit, then refused.
 #[tokio::test]
 async fn a_1_mib_chunked_body_is_refused_on_every_endpoint() {
-    let app = spawn_app().await;
+    let app = app_with_every_route().await;
     for (method, path) in ENDPOINTS {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
             .await
@@ -994,7 +998,7 @@ async fn small_bodies_are_still_accepted() {
 
 #[tokio::test]
 async fn an_oversized_uri_is_refused_on_every_endpoint() {
-    let app = spawn_app().await;
+    let app = app_with_every_route().await;
     let limit = gatehouse::startup::MAX_URI_LEN;
     for (method, path) in ENDPOINTS {
         // 32 KiB: over our limit, under the HTTP layer's header buffer (128 KiB).

@@ -1,8 +1,8 @@
 //! Behind a real nginx (Debian package `nginx`), configured with deploy/nginx/gatehouse.conf as
 //! shipped and deploy/nginx/example.conf's protected `location /` verbatim, in front of an echo
 //! app: browser sign-in back to the page asked for, API calls, sign-out, two instances
-//! round-robin. Each test has its own nginx, ports, temp dir and Redis prefix. The Caddyfile
-//! is linted here too, when caddy is installed.
+//! round-robin. Each test has its own nginx, ports, temp dir and Redis prefix. (Caddy has
+//! tests/api/caddy.rs.)
 
 use std::collections::HashSet;
 
@@ -420,44 +420,4 @@ async fn the_shipped_nginx_example_passes_nginx_t() {
         nginx_t(&dir.path, &broken).is_err(),
         "nginx -t accepted a config without `upstream gatehouse`"
     );
-}
-
-#[tokio::test]
-async fn the_caddyfile_adapts() {
-    let caddyfile = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/caddy/Caddyfile");
-    let out = match std::process::Command::new("caddy")
-        .args(["adapt", "--adapter", "caddyfile", "--config", caddyfile])
-        .output()
-    {
-        Ok(out) => out,
-        // scripts/test installs caddy, so in CI its absence is a failure, not a skip.
-        Err(e) if std::env::var_os("CI").is_some() => panic!("caddy is not installed: {e}"),
-        Err(_) => {
-            println!(
-                "SKIPPED the_caddyfile_adapts: caddy is not installed \
-                 (apt-get install caddy to lint deploy/caddy/Caddyfile)"
-            );
-            return;
-        }
-    };
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "caddy adapt failed:\n{stderr}");
-    assert!(
-        !stderr.contains("not formatted"),
-        "run `caddy fmt --overwrite deploy/caddy/Caddyfile`:\n{stderr}"
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("caddy JSON");
-    let text = json.to_string();
-    for needle in [
-        "\"/auth\"",
-        "X-Auth-Request-User",
-        "X-Auth-Request-Email",
-        "X-Auth-Request-Preferred-Username",
-        "/signin",
-        "/redirect",
-        "/signout",
-        "/session",
-    ] {
-        assert!(text.contains(needle), "adapted Caddyfile lacks {needle}");
-    }
 }

@@ -226,7 +226,7 @@ async fn every_html_answer_carries_a_strict_policy_and_the_browser_headers() {
 
 #[tokio::test]
 async fn every_other_answer_carries_nosniff_and_no_referrer_and_no_page_policy() {
-    let app = spawn_app_with_idp(&[]).await;
+    let app = spawn_app_with_idp(&[("GATEHOUSE__METRICS__PUBLIC", "true")]).await;
     let plain = browser();
     let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
         ("/healthz", plain.get(app.url("/healthz"))),

@@ -293,40 +293,89 @@ async fn the_cookie_domain_is_set_on_both_cookies() {
 }
 
 #[tokio::test]
-async fn a_sister_app_may_sign_out_but_other_sites_may_not() {
+async fn only_our_own_origin_may_sign_out_not_even_a_listed_sister_app() {
+    // A host listed for redirects is a place users may be sent back to, not a page that may
+    // end their session: only gatehouse's own origin may (docs/deployment.md says why).
     let app =
-        spawn_app_with(&[("GATEHOUSE__SERVER__ALLOWED_REDIRECT_HOSTS", ".example.com")]).await;
-    let post = |origin: &'static str, site: &'static str| {
-        app.client
-            .post(app.url("/signout"))
-            .header("origin", origin)
-            .header("sec-fetch-site", site)
-            .send()
+        spawn_app_with_idp(&[("GATEHOUSE__SERVER__ALLOWED_REDIRECT_HOSTS", ".example.com")]).await;
+    let res = app.sign_in(&app.client, "sister", None).await;
+    assert_eq!(res.status().as_u16(), 303);
+    let post = |headers: Vec<(&'static str, &'static str)>| {
+        let mut req = app.client.post(app.url("/signout"));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
     };
-    assert_eq!(
-        post("https://app.example.com", "same-site")
-            .await
-            .expect("signout")
-            .status()
-            .as_u16(),
-        303
-    );
-    assert_eq!(
-        post("https://evil.test", "same-site")
-            .await
-            .expect("signout")
-            .status()
-            .as_u16(),
-        403
-    );
-    assert_eq!(
-        post("https://app.example.com", "cross-site")
-            .await
-            .expect("signout")
-            .status()
-            .as_u16(),
-        403
-    );
+    for (what, headers) in [
+        (
+            "a listed sister app, same-site",
+            vec![
+                ("origin", "https://app.example.com"),
+                ("sec-fetch-site", "same-site"),
+            ],
+        ),
+        (
+            "a listed sister app, no fetch metadata",
+            vec![("origin", "https://app.example.com")],
+        ),
+        (
+            "a listed sister app's page as Referer",
+            vec![("referer", "https://app.example.com/settings")],
+        ),
+        (
+            "our host on another scheme",
+            vec![("origin", "https://gatehouse.test")],
+        ),
+        (
+            "another site claiming same-site",
+            vec![
+                ("origin", "https://evil.test"),
+                ("sec-fetch-site", "same-site"),
+            ],
+        ),
+        (
+            "our own origin, but the browser says cross-site",
+            vec![("origin", PUBLIC_URL), ("sec-fetch-site", "cross-site")],
+        ),
+    ] {
+        let res = post(headers).await.expect("signout");
+        assert_json_error(res, 403, "forbidden").await;
+        assert_eq!(
+            app.get("/auth").await.status().as_u16(),
+            200,
+            "still signed in after a refused sign-out from {what}"
+        );
+    }
+    let res = post(vec![
+        ("origin", PUBLIC_URL),
+        ("sec-fetch-site", "same-origin"),
+    ])
+    .await
+    .expect("signout");
+    assert_eq!(res.status().as_u16(), 303, "our own page signs out");
+    assert_eq!(app.get("/auth").await.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn a_suffix_rule_sends_users_back_only_to_real_subdomains() {
+    let app =
+        spawn_app_with_idp(&[("GATEHOUSE__SERVER__ALLOWED_REDIRECT_HOSTS", ".example.test")]).await;
+    for (asked, back) in [
+        (
+            "http://app.example.test/x?y=1",
+            "http://app.example.test/x?y=1",
+        ),
+        ("http://evil.example..example.test/", "/"),
+        ("http://.example.test/", "/"),
+        ("http://evil&.example.test/", "/"),
+        ("http://example.test./", "/"),
+    ] {
+        let (client, _jar) = browser_with_jar();
+        let res = app.sign_in(&client, "rita", Some(asked)).await;
+        assert_eq!(res.status().as_u16(), 303, "{asked}");
+        assert_eq!(location(&res), back, "return_to {asked:?}");
+    }
 }
 
 #[tokio::test]

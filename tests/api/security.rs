@@ -248,3 +248,94 @@ async fn tampered_cookies_are_worthless() {
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["error"], "invalid_state");
 }
+
+/// The session cookie's value is actix's signed form: base64 of the HMAC-SHA256 tag (44
+/// characters) followed by the value it signs. This changes the tag alone and keeps the real
+/// session id, so a 401 can only come from the signature check (the id itself is live: the
+/// untouched cookie still passes). Default settings, no previous secrets.
+#[tokio::test]
+async fn a_live_session_id_under_a_changed_signature_signs_nobody_in() {
+    use base64::Engine;
+    const TAG_LEN: usize = 44;
+
+    let app = spawn_app_with_idp(&[]).await;
+    assert_eq!(
+        app.sign_in(&app.client, "sigrid", None)
+            .await
+            .status()
+            .as_u16(),
+        303
+    );
+    let jar = app.cookie_header();
+    let real = jar
+        .split("; ")
+        .find_map(|kv| kv.strip_prefix("gatehouse="))
+        .expect("a session cookie")
+        .to_owned();
+    // On the wire the value is percent-encoded (base64's `+`, `/` and `=`).
+    let decoded = percent_encoding::percent_decode_str(&real)
+        .decode_utf8()
+        .expect("UTF-8")
+        .into_owned();
+    assert!(decoded.len() > TAG_LEN, "tag and value: {decoded}");
+    let (tag, signed) = decoded.split_at(TAG_LEN);
+    let tag_bytes = base64::engine::general_purpose::STANDARD
+        .decode(tag)
+        .expect("the first 44 characters are a base64 tag");
+    assert_eq!(tag_bytes.len(), 32, "an HMAC-SHA256 tag");
+
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut flipped = tag_bytes.clone();
+    flipped[0] ^= 0x01;
+    let forged_tags = [
+        ("one bit of the tag flipped", engine.encode(&flipped)),
+        ("the tag's bytes reversed", {
+            let mut r = tag_bytes.clone();
+            r.reverse();
+            engine.encode(&r)
+        }),
+        ("an all-zero tag", engine.encode([0u8; 32])),
+        ("a tag under another secret", {
+            let other = actix_web::cookie::Key::generate();
+            let mut jar = actix_web::cookie::CookieJar::new();
+            jar.signed_mut(&other).add(actix_web::cookie::Cookie::new(
+                "gatehouse",
+                signed.to_owned(),
+            ));
+            let value = jar.get("gatehouse").expect("signed").value().to_owned();
+            assert!(
+                value.ends_with(signed),
+                "actix's signed form: tag, then value"
+            );
+            value[..TAG_LEN].to_owned()
+        }),
+    ];
+    let plain = reqwest::Client::new();
+    let ask = |path: &'static str, value: String| {
+        plain
+            .get(app.url(path))
+            .header("cookie", format!("gatehouse={value}"))
+            .send()
+    };
+    let encode = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    // Re-encoded untouched, the cookie still works: the 401s below are the signature's.
+    let res = ask("/auth", encode(&decoded)).await.expect("auth");
+    assert_eq!(res.status().as_u16(), 200, "the re-encoded real cookie");
+    for (what, forged) in forged_tags {
+        assert_eq!(forged.len(), TAG_LEN, "{what}");
+        assert_ne!(forged, tag, "{what}");
+        let value = encode(&format!("{forged}{signed}"));
+        let res = ask("/auth", value.clone()).await.expect("auth");
+        assert_eq!(res.status().as_u16(), 401, "/auth with {what}");
+        let res = ask("/session", value).await.expect("session");
+        assert_json_error(res, 401, "unauthorized").await;
+    }
+    // The session itself was live all along, and still is.
+    let res = ask("/auth", real.clone()).await.expect("auth");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["x-auth-request-user"], "sigrid");
+    let res = ask("/session", real).await.expect("session");
+    assert_eq!(res.status().as_u16(), 200);
+}

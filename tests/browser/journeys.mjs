@@ -7,7 +7,8 @@
 //
 // Every journey runs in a fresh browser (its own empty --user-data-dir). A failing journey saves
 // a screenshot of each of its tabs in $GATEHOUSE_BROWSER_SCREENSHOTS; the sign-in journey always
-// saves gatehouse's signed-in page to $GATEHOUSE_BROWSER_README_SCREENSHOT (docs/endpoints.md's).
+// saves gatehouse's signed-in page to $GATEHOUSE_BROWSER_README_SCREENSHOT (a temporary file in
+// tests; scripts/update-screenshot copies it over docs/endpoints.md's).
 // No sleeps: only Playwright's waits for URLs, selectors and events, each bounded.
 
 import { chromium } from 'playwright-core';
@@ -176,7 +177,7 @@ async function assertPhoneWidthAndFocus(page, focusable) {
 
 /// Signed out, a protected page → the provider's login form → consent → back on the page asked
 /// for, showing the identity the upstream received; the URL bar keeps no code; then gatehouse's
-/// own signed-in page (the screenshot in docs/endpoints.md).
+/// own signed-in page (the screenshot in docs/endpoints.md, see scripts/update-screenshot).
 async function signInLandsOnThePageAskedFor(browser) {
   const page = await page0(browser);
   const asked = `${APP}/app/reports?id=7`;
@@ -248,14 +249,27 @@ async function backButtonAndUsedCallback(browser) {
   await signInAtProvider(page, 'alice', asked);
   const callback = requestsTo(browser, `${APP}/redirect?`).at(-1).url();
 
-  // Back: whatever the browser shows, no gatehouse page in it is a raw error.
+  // The callback answered with a 303, so it is no history entry: the back button cannot lead
+  // to it (nor to its code). Back goes to the provider's last page, which the provider answers
+  // itself; forward comes back to the page, still signed in.
+  const cdp = await browser.context.newCDPSession(page);
+  const history = await cdp.send('Page.getNavigationHistory');
+  const urls = history.entries.map((e) => e.url);
+  assert.equal(urls[history.currentIndex], asked, 'the page asked for is the current entry');
+  assert.ok(
+    urls.every((u) => !u.startsWith(`${APP}/redirect`) && !u.includes('code=')),
+    `no history entry is the callback: ${urls.join(' ')}`,
+  );
+  const previous = urls[history.currentIndex - 1];
+  assert.ok(previous.startsWith(`${IDP}/interaction/`), `before the page: ${previous}`);
   await page.goBack();
   await page.waitForLoadState();
-  const back = page.url();
-  if (back.startsWith(`${APP}/redirect`)) {
-    await assertSignInAgainPage(page);
-  }
-  console.log(`    (back button after sign-in showed ${back.replace(/[?].*/, '?…')})`);
+  assert.equal(page.url(), previous, 'back on the provider\'s last page');
+  console.log(`    (back button after sign-in showed ${page.url().replace(/[?].*/, '?…')})`);
+  await page.goForward();
+  await page.waitForLoadState();
+  assert.equal(page.url(), asked, 'forward: the page again');
+  await assertUpstreamSaw(page, 'alice', '/app/back');
 
   // The used callback URL again (a reload of it, or from history).
   const again = await page.goto(callback);
