@@ -6,6 +6,20 @@ const EXIT_CONFIG: i32 = 2;
 
 #[actix_web::main]
 async fn main() {
+    // No arguments: serve. Otherwise the first argument names a command, each run by a
+    // function of the module it belongs to.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => serve().await,
+        Some("client-jwk") => std::process::exit(gatehouse::oauth::client_jwk::run(&args[1..])),
+        Some(other) => {
+            eprintln!("gatehouse: unknown command `{other}` (commands: client-jwk)");
+            std::process::exit(EXIT_CONFIG);
+        }
+    }
+}
+
+async fn serve() {
     let loaded = match Settings::load(Sources::from_process()) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -639,6 +639,7 @@ async fn each_unacceptable_id_token_is_exchange_failed() {
 
 #[tokio::test]
 async fn without_openid_the_identity_comes_from_userinfo() {
+    // GitHub-like: no `sub`; SUBJECT_CLAIM names `id`, a number kept as its decimal string.
     let mock = MockServer::start().await;
     let mut body = token_response(None);
     body["scope"] = json!("email profile");
@@ -661,6 +662,7 @@ async fn without_openid_the_identity_comes_from_userinfo() {
         &[
             ("GATEHOUSE__PROVIDER__SCOPES", "email profile"),
             ("GATEHOUSE__PROVIDER__USERINFO_URL", &userinfo),
+            ("GATEHOUSE__PROVIDER__SUBJECT_CLAIM", "id"),
         ],
     )
     .await;
