@@ -3,55 +3,19 @@
 
 use std::time::Duration;
 
-use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
-};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenUrl,
 };
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::error::{classify, oauth_error_code};
 use super::jwks::KeySet;
+use super::token_response::{self, OAuthClient};
 use super::{client_auth, discovery, id_token, userinfo, ProviderError};
 use crate::config::{ClientAuth, ProviderSettings, ServerSettings};
 use crate::identity::{now_unix, Identity, Token, TokenSet};
-
-/// The token response's extra field we need: `BasicTokenResponse` would drop `id_token`.
-#[derive(Clone, Deserialize, Serialize)]
-pub struct IdTokenField {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-}
-
-impl std::fmt::Debug for IdTokenField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IdTokenField([REDACTED])")
-    }
-}
-
-impl ExtraTokenFields for IdTokenField {}
-
-type TokenResponseWithId = StandardTokenResponse<IdTokenField, BasicTokenType>;
-
-/// oauth2's type-state client, with an authorize and a token endpoint set.
-type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    TokenResponseWithId,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
 
 /// A new authorization request: what goes to the browser and what stays in the pending sign-in.
 pub struct AuthorizationRequest {
@@ -209,37 +173,7 @@ impl Provider {
             request = request.add_extra_param(name, value);
         }
         let response = request.request_async(&self.http).await.map_err(classify)?;
-        self.token_set(&response)
-    }
-
-    /// A token response checked like every one we accept (Bearer, a non-empty access token).
-    fn token_set(&self, response: &TokenResponseWithId) -> Result<TokenSet, ProviderError> {
-        if *response.token_type() != BasicTokenType::Bearer {
-            return Err(ProviderError::Malformed(format!(
-                "token_type {:?} is not Bearer",
-                response.token_type().as_ref()
-            )));
-        }
-        if response.access_token().secret().is_empty() {
-            return Err(ProviderError::Malformed("empty access_token".into()));
-        }
-        let expires_at = response
-            .expires_in()
-            .map(|d| now_unix().saturating_add(d.as_secs()));
-        // RFC 6749 5.1: no `scope` in the answer means the requested scopes were granted.
-        let scopes = match response.scopes() {
-            Some(granted) => granted.iter().map(|s| s.to_string()).collect(),
-            None => self.settings.scopes.clone(),
-        };
-        Ok(TokenSet {
-            access_token: Token::new(response.access_token().secret().to_owned()),
-            refresh_token: response
-                .refresh_token()
-                .map(|t| Token::new(t.secret().to_owned())),
-            id_token: response.extra_fields().id_token.clone().map(Token::new),
-            expires_at,
-            scopes,
-        })
+        token_response::token_set(&response, &self.settings.scopes)
     }
 
     /// Refreshes the access token (grant_type=refresh_token) through the same client as the
@@ -261,7 +195,7 @@ impl Provider {
             request = request.add_extra_param(name, value);
         }
         let response = request.request_async(&self.http).await.map_err(classify)?;
-        let mut tokens = self.token_set(&response)?;
+        let mut tokens = token_response::token_set(&response, &self.settings.scopes)?;
         if tokens
             .refresh_token
             .as_ref()

@@ -14,6 +14,7 @@ mod http;
 pub mod id_token;
 pub mod jwks;
 pub mod slot;
+mod token_response;
 pub mod userinfo;
 
 pub use client::Provider;
