@@ -33,6 +33,8 @@ pub enum KeyError {
     Base64,
     #[error("is not an RSA (2048 to 8192 bits) or EC P-256 private key ({0})")]
     Unsupported(String),
+    #[error("holds a certificate whose public key is not the private key's")]
+    CertificateMismatch,
 }
 
 enum Signer {
@@ -43,6 +45,9 @@ enum Signer {
 struct Inner {
     signer: Signer,
     kid: String,
+    /// `x5t` and `x5t#S256` (RFC 7515 4.1.7-8) of a certificate in the key file: Entra ID
+    /// finds the key by them.
+    certificate_thumbprints: Option<(String, String)>,
     /// The public key's required JWK members (RFC 7638 3.2), without `kid`, `use` or `alg`.
     public: serde_json::Map<String, serde_json::Value>,
 }
@@ -63,27 +68,38 @@ impl std::fmt::Debug for ClientKey {
 impl ClientKey {
     /// Reads the first private key of a PEM text: PKCS#8 (`PRIVATE KEY`, RSA or EC P-256),
     /// PKCS#1 (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`; other blocks such as
-    /// `EC PARAMETERS` are skipped). `kid` defaults to the RFC 7638 thumbprint.
+    /// `EC PARAMETERS` are skipped). `kid` defaults to the RFC 7638 thumbprint. A
+    /// `CERTIFICATE` in the same text (as Azure Key Vault exports them) must be the key's; its
+    /// thumbprints then go into the assertions' headers.
     pub fn from_pem(text: &str, kid: Option<String>) -> Result<ClientKey, KeyError> {
-        let (label, der) = private_key_block(text)?;
+        let blocks = pem_blocks(text)?;
+        let (label, der) = blocks
+            .iter()
+            .find(|(label, _)| {
+                matches!(
+                    label.as_str(),
+                    "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY"
+                )
+            })
+            .ok_or(KeyError::NoPem)?;
         let rng = SystemRandom::new();
         let rejected = |e: ring::error::KeyRejected| KeyError::Unsupported(e.to_string());
         let signer = match label.as_str() {
-            "RSA PRIVATE KEY" => Signer::Rsa(RsaKeyPair::from_der(&der).map_err(rejected)?),
+            "RSA PRIVATE KEY" => Signer::Rsa(RsaKeyPair::from_der(der).map_err(rejected)?),
             "EC PRIVATE KEY" => Signer::Ec(
                 EcdsaKeyPair::from_pkcs8(
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &sec1_to_pkcs8_p256(&der),
+                    &sec1_to_pkcs8_p256(der),
                     &rng,
                 )
                 .map_err(rejected)?,
             ),
-            _ => match RsaKeyPair::from_pkcs8(&der) {
+            _ => match RsaKeyPair::from_pkcs8(der) {
                 Ok(rsa) => Signer::Rsa(rsa),
                 Err(rsa_error) => Signer::Ec(
                     EcdsaKeyPair::from_pkcs8(
                         &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                        &der,
+                        der,
                         &rng,
                     )
                     // Say what RSA said unless the key is an EC one that ring turned down.
@@ -97,11 +113,27 @@ impl ClientKey {
                 ),
             },
         };
+        let certificate_thumbprints = match blocks.iter().find(|(l, _)| l == "CERTIFICATE") {
+            Some((_, certificate)) => {
+                // The certificate's SubjectPublicKeyInfo holds the modulus or the point
+                // verbatim: a certificate for another key cannot contain them.
+                if !contains(certificate, &public_key_bytes(&signer)) {
+                    return Err(KeyError::CertificateMismatch);
+                }
+                let digest = |alg| URL_SAFE_NO_PAD.encode(ring::digest::digest(alg, certificate));
+                Some((
+                    digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+                    digest(&ring::digest::SHA256),
+                ))
+            }
+            None => None,
+        };
         let public = public_members(&signer);
         let kid = kid.unwrap_or_else(|| thumbprint(&public));
         Ok(ClientKey(Arc::new(Inner {
             signer,
             kid,
+            certificate_thumbprints,
             public,
         })))
     }
@@ -134,14 +166,20 @@ impl ClientKey {
     }
 
     /// A client assertion (RFC 7523 2.2, 3): `iss` = `sub` = the client id, `aud` = `audience`
-    /// (the token endpoint), `iat` = `now`, `exp` = `now` + 60 s, a fresh random `jti`.
+    /// (the token endpoint), `iat` = `now`, `exp` = `now` + 60 s, a fresh random `jti`. The
+    /// header names the key by `kid`, and by `x5t`/`x5t#S256` when the key file holds its
+    /// certificate.
     pub fn client_assertion(
         &self,
         client_id: &str,
         audience: &str,
         now: u64,
     ) -> Result<String, ring::error::Unspecified> {
-        let header = serde_json::json!({"alg": self.alg(), "typ": "JWT", "kid": self.kid()});
+        let mut header = serde_json::json!({"alg": self.alg(), "typ": "JWT", "kid": self.kid()});
+        if let Some((sha1, sha256)) = &self.0.certificate_thumbprints {
+            header["x5t"] = sha1.as_str().into();
+            header["x5t#S256"] = sha256.as_str().into();
+        }
         let claims = serde_json::json!({
             "iss": client_id,
             "sub": client_id,
@@ -176,8 +214,10 @@ impl ClientKey {
     }
 }
 
-/// The label and DER bytes of the first private-key PEM block.
-fn private_key_block(text: &str) -> Result<(String, Vec<u8>), KeyError> {
+/// Every PEM block of the text: its label and DER bytes. Encrypted keys are refused here, as
+/// nothing else would explain why they do not parse.
+fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
+    let mut blocks = Vec::new();
     let mut lines = text.lines().map(str::trim);
     while let Some(line) = lines.next() {
         let Some(label) = line
@@ -189,15 +229,13 @@ fn private_key_block(text: &str) -> Result<(String, Vec<u8>), KeyError> {
         if label == "ENCRYPTED PRIVATE KEY" {
             return Err(KeyError::Encrypted);
         }
-        if !matches!(label, "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY") {
-            continue;
-        }
         let end = format!("-----END {label}-----");
         let mut body = String::new();
+        let mut ended = false;
         for line in lines.by_ref() {
             if line == end {
-                let der = STANDARD.decode(&body).map_err(|_| KeyError::Base64)?;
-                return Ok((label.to_owned(), der));
+                ended = true;
+                break;
             }
             // Traditional OpenSSL encryption puts headers (Proc-Type, DEK-Info) before the body.
             if line.starts_with("Proc-Type:") {
@@ -205,9 +243,28 @@ fn private_key_block(text: &str) -> Result<(String, Vec<u8>), KeyError> {
             }
             body.push_str(line);
         }
-        return Err(KeyError::NoPem);
+        if !ended {
+            break;
+        }
+        let der = STANDARD.decode(&body).map_err(|_| KeyError::Base64)?;
+        blocks.push((label.to_owned(), der));
     }
-    Err(KeyError::NoPem)
+    Ok(blocks)
+}
+
+/// The public key as it appears inside a certificate: the RSA modulus, or the EC point.
+fn public_key_bytes(signer: &Signer) -> Vec<u8> {
+    match signer {
+        Signer::Rsa(key) => {
+            let parts: ring::rsa::PublicKeyComponents<Vec<u8>> = key.public().into();
+            parts.n
+        }
+        Signer::Ec(key) => key.public_key().as_ref().to_vec(),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A SEC1 `ECPrivateKey` (what `openssl ecparam -genkey` writes) inside the PKCS#8 wrapper ring

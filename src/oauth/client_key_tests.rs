@@ -10,6 +10,8 @@ const EC_SEC1: &str = include_str!("../../tests/data/test-only-keys/ec-p256-key-
 const EC_JWK: &str = include_str!("../../tests/data/test-only-keys/ec-p256-jwk.json");
 const EC_P384: &str = include_str!("../../tests/data/test-only-keys/ec-p384-key.pem");
 const RSA_PUBLIC: &str = include_str!("../../tests/data/test-only-keys/rsa-public.pem");
+const RSA_CERT: &str = include_str!("../../tests/data/test-only-keys/rsa-cert.pem");
+const OTHER_RSA_CERT: &str = include_str!("../../tests/data/test-only-keys/other-rsa-cert.pem");
 
 fn jwk(text: &str) -> serde_json::Value {
     serde_json::from_str(text).expect("jwk")
@@ -126,6 +128,48 @@ fn client_assertions_verify_with_the_public_jwk_and_carry_rfc_7523_claims() {
         assert!(jti.len() >= 32, "an unguessable jti");
         assert_ne!(verify(&key, &second)["jti"], claims["jti"], "jti is unique");
     }
+}
+
+#[test]
+fn a_certificate_beside_the_key_names_it_by_x5t_as_entra_id_wants() {
+    // Azure Key Vault exports the certificate and the key in one PEM, in either order.
+    for text in [
+        format!("{RSA_PKCS1}{RSA_CERT}"),
+        format!("{RSA_CERT}{RSA_PKCS8}"),
+    ] {
+        let key = ClientKey::from_pem(&text, None).expect("key and its certificate");
+        let assertion = key
+            .client_assertion("gatehouse", "https://idp.example/token", 1_000)
+            .expect("signed");
+        let header: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(assertion.split('.').next().expect("header"))
+                .expect("base64url"),
+        )
+        .expect("json");
+        // `openssl x509 -fingerprint -sha1 / -sha256` of rsa-cert.pem, in base64url.
+        assert_eq!(header["x5t"], "-qbvlbg6Yz5lZsf76iQaJPOJyrw");
+        assert_eq!(
+            header["x5t#S256"],
+            "bTIGJ2bTFh1Y3P3dDDj43oXzLV5vZ-AFvCA8SS9CYXw"
+        );
+        assert_eq!(header["kid"], key.thumbprint().as_str());
+        assert_eq!(
+            key.public_jwk(),
+            ClientKey::from_pem(RSA_PKCS1, None)
+                .expect("key")
+                .public_jwk()
+        );
+    }
+    let plain = ClientKey::from_pem(RSA_PKCS1, None).expect("key");
+    let assertion = plain
+        .client_assertion("gatehouse", "https://idp.example/token", 1_000)
+        .expect("signed");
+    assert!(decode_header(&assertion).expect("header").x5t.is_none());
+    assert_eq!(
+        ClientKey::from_pem(&format!("{RSA_PKCS1}{OTHER_RSA_CERT}"), None).err(),
+        Some(KeyError::CertificateMismatch)
+    );
 }
 
 #[test]

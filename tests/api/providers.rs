@@ -110,6 +110,28 @@ async fn private_key_jwt_with_an_ec_key_signs_in_and_an_unregistered_key_is_refu
     assert_eq!(res.status().as_u16(), 303, "ES256 assertion accepted");
     assert_eq!(app.get("/auth").await.status().as_u16(), 200);
 
+    // The key with its certificate in one file (Azure Key Vault's export): the assertion also
+    // carries x5t and x5t#S256, which a provider that finds keys by `kid` ignores.
+    let dir = TempDir::new();
+    let key_and_cert = dir.write(
+        "key-and-cert.pem",
+        &format!(
+            "{}{}",
+            read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/test-only-keys/rsa-cert.pem"
+            )),
+            read(JWT_CLIENT_RSA_KEY)
+        ),
+    );
+    let app = app_with_jwt_client(&key_and_cert, &[]).await;
+    let res = app.sign_in(&app.client, "esme", None).await;
+    assert_eq!(
+        res.status().as_u16(),
+        303,
+        "RS256 assertion with x5t accepted"
+    );
+
     // A key the provider does not know: the provider refuses the client, nobody signs in.
     let other = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -215,7 +237,21 @@ fn a_key_file_that_does_not_parse_stops_start_up_with_one_line_naming_it() {
         "/tests/data/test-only-keys/rsa-public.pem"
     );
     let missing = dir.path.join("missing.pem").to_string_lossy().into_owned();
-    for file in [garbage.as_str(), public, missing.as_str()] {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-only-keys/");
+    let wrong_certificate = dir.write(
+        "wrong-cert.pem",
+        &format!(
+            "{}{}",
+            read(&format!("{keys}rsa-key.pem")),
+            read(&format!("{keys}other-rsa-cert.pem"))
+        ),
+    );
+    for file in [
+        garbage.as_str(),
+        public,
+        missing.as_str(),
+        wrong_certificate.as_str(),
+    ] {
         let mut vars = base_vars();
         for (k, v) in jwt_client(file) {
             vars.insert(k.to_owned(), v);
