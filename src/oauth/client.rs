@@ -13,7 +13,7 @@ use url::Url;
 use super::error::{classify, oauth_error_code};
 use super::jwks::KeySet;
 use super::token_response::{self, OAuthClient};
-use super::{client_auth, discovery, id_token, userinfo, ProviderError};
+use super::{client_auth, discovery, id_token, trust, userinfo, ProviderError};
 use crate::config::{ClientAuth, ProviderSettings, ServerSettings};
 use crate::identity::{now_unix, Identity, Token, TokenSet};
 
@@ -335,15 +335,12 @@ impl Provider {
 /// provider's CA besides the built-in and system roots, and a User-Agent (GitHub's API refuses
 /// requests without one).
 fn http_client(settings: &ProviderSettings) -> Result<oauth2::reqwest::Client, ProviderError> {
-    let mut builder = oauth2::reqwest::Client::builder()
+    let builder = oauth2::reqwest::Client::builder()
         .redirect(oauth2::reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
-    for certificate in &settings.ca_certificates {
-        builder = builder.add_root_certificate(certificate.clone());
-    }
-    builder
+    trust::with_roots(builder, &settings.ca_certificates)
         .build()
         .map_err(|e| ProviderError::Settings(format!("HTTP client: {e}")))
 }

@@ -15,6 +15,7 @@ pub mod id_token;
 pub mod jwks;
 pub mod slot;
 mod token_response;
+mod trust;
 pub mod userinfo;
 
 pub use client::Provider;

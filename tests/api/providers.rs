@@ -406,6 +406,23 @@ async fn a_provider_behind_a_private_ca_is_trusted_through_ca_file_and_only_then
     );
     assert_json_error(unready.get("/readyz").await, 503, "provider_unavailable").await;
     assert_json_error(unready.get("/signin").await, 503, "provider_unavailable").await;
+
+    // The system's trust store counts too: the CA given the way OpenSSL-minded tools take it
+    // (SSL_CERT_FILE replaces the system store for rustls-native-certs), no CA_FILE.
+    let mut system = vars.clone();
+    system.insert("SSL_CERT_FILE".into(), tls.ca.clone());
+    system.insert(
+        "GATEHOUSE__REDIS__KEY_PREFIX".into(),
+        format!("{}system:", vars["GATEHOUSE__REDIS__KEY_PREFIX"]),
+    );
+    let trusting = start_binary(&system, &dir);
+    let ready = TestApp::at(
+        trusting.port,
+        system["GATEHOUSE__REDIS__KEY_PREFIX"].clone(),
+        system.clone(),
+    );
+    ready.wait_for_provider().await;
+    assert_eq!(ready.get("/readyz").await.status().as_u16(), 200);
 }
 
 #[test]
