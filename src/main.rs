@@ -11,10 +11,22 @@ async fn main() {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // Subcommands; no argument serves.
-    if let Some("login" | "token" | "logout") = args.first().map(String::as_str) {
-        std::process::exit(gatehouse::cli::run(&args).await);
+    // No arguments: serve. Otherwise the first argument names a command, each run by a
+    // function of the module it belongs to.
+    match args.first().map(String::as_str) {
+        None => serve().await,
+        Some("login" | "token" | "logout") => std::process::exit(gatehouse::cli::run(&args).await),
+        Some("client-jwk") => std::process::exit(gatehouse::oauth::client_jwk::run(&args[1..])),
+        Some(other) => {
+            eprintln!(
+                "gatehouse: unknown command `{other}` (commands: login, token, logout, client-jwk)"
+            );
+            std::process::exit(EXIT_CONFIG);
+        }
     }
+}
+
+async fn serve() {
     let loaded = match Settings::load(Sources::from_process()) {
         Ok(loaded) => loaded,
         Err(e) => {

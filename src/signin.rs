@@ -110,7 +110,7 @@ pub async fn finish(
     // RFC 9207 (mix-up defence): a present `iss` must be our issuer; and when the provider
     // advertises that it always sends one, a callback without it did not come from it.
     match (callback.iss.as_deref(), provider.issuer()) {
-        (Some(iss), Some(expected)) if iss.trim_end_matches('/') != expected => {
+        (Some(iss), Some(expected)) if iss != expected => {
             tracing::warn!("callback iss does not match the configured issuer");
             return Err(AppError::InvalidRequest(
                 "the `iss` parameter does not match the identity provider".into(),

@@ -175,7 +175,7 @@ impl Application {
         let bearer = if settings.bearer.enabled {
             let bearer = crate::bearer::Bearer::start(
                 &settings.bearer,
-                settings.provider.issuer.as_ref(),
+                settings.provider.issuer.as_deref(),
                 settings.provider.timeout,
                 settings.access.groups_claim.clone(),
                 settings

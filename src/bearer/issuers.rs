@@ -5,8 +5,6 @@
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use url::Url;
-
 use crate::oauth::discovery;
 use crate::oauth::jwks::KeySet;
 
@@ -34,12 +32,12 @@ pub struct ExtraIssuers {
 
 impl ExtraIssuers {
     /// Starts discovery of each issuer in the background (needs a Tokio runtime).
-    pub fn start(urls: &[Url], http: oauth2::reqwest::Client) -> ExtraIssuers {
+    pub fn start(urls: &[String], http: oauth2::reqwest::Client) -> ExtraIssuers {
         let issuers: Vec<Arc<Issuer>> = urls
             .iter()
             .map(|url| {
                 Arc::new(Issuer {
-                    name: url.as_str().trim_end_matches('/').to_owned(),
+                    name: url.clone(),
                     keys: OnceLock::new(),
                 })
             })
@@ -60,7 +58,7 @@ impl ExtraIssuers {
 }
 
 /// Until discovery succeeds, or the app that wanted it is gone.
-async fn discover(issuer: Weak<Issuer>, url: Url, http: oauth2::reqwest::Client) {
+async fn discover(issuer: Weak<Issuer>, url: String, http: oauth2::reqwest::Client) {
     let mut delay = FIRST_RETRY;
     loop {
         if issuer.strong_count() == 0 {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
-use url::Url;
 
 pub use claims::VerifiedToken;
 use claims::{check, Expect};
@@ -118,7 +117,7 @@ impl Bearer {
     /// (the claim headers).
     pub fn start(
         settings: &BearerSettings,
-        provider_issuer: Option<&Url>,
+        provider_issuer: Option<&str>,
         timeout: Duration,
         groups_claim: Vec<String>,
         claim_paths: Vec<Vec<String>>,
@@ -131,7 +130,7 @@ impl Bearer {
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Bearer {
             audiences: settings.audiences.clone(),
-            provider_issuer: provider_issuer.map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            provider_issuer: provider_issuer.map(str::to_owned),
             extra: ExtraIssuers::start(&settings.extra_issuers, http),
             groups_claim,
             claim_paths,

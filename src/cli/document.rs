@@ -20,7 +20,8 @@ pub enum DocumentError {
 /// What `gatehouse login` needs from the server.
 #[derive(Debug, Clone)]
 pub struct ServerDocument {
-    pub issuer: Url,
+    /// Exactly as the server states it: `iss` values must equal it character for character.
+    pub issuer: String,
     pub client_id: String,
     pub scopes: Vec<String>,
 }
@@ -60,9 +61,10 @@ pub async fn fetch(server: &Url) -> Result<ServerDocument, DocumentError> {
         why: why.to_owned(),
     };
     let raw: Raw = serde_json::from_slice(&body).map_err(|_| malformed("not the JSON expected"))?;
-    let issuer = Url::parse(&raw.issuer).map_err(|_| malformed("its issuer is not a URL"))?;
+    let issuer_url =
+        Url::parse(&raw.issuer).map_err(|_| malformed("its issuer is not a URL"))?;
     // The issuer decides whom we trust for the user's identity: the same rule as the server's.
-    if !super::args::trustworthy(&issuer) {
+    if !super::args::trustworthy(&issuer_url) {
         return Err(malformed(
             "its issuer is not https:// (http:// only to this machine)",
         ));
@@ -74,7 +76,7 @@ pub async fn fetch(server: &Url) -> Result<ServerDocument, DocumentError> {
         return Err(malformed("its scopes lack openid"));
     }
     Ok(ServerDocument {
-        issuer,
+        issuer: raw.issuer,
         client_id: raw.cli_client_id,
         scopes: raw.scopes,
     })

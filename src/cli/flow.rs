@@ -18,7 +18,7 @@ pub async fn login(cmd: Login) -> Result<(), CliError> {
     let doc = document::fetch(&cmd.target.server).await?;
     let loopback = Loopback::bind().await?;
     let provider = super::provider(
-        doc.issuer.as_str(),
+        &doc.issuer,
         &doc.client_id,
         &doc.scopes,
         &loopback.redirect_uri(),
@@ -117,7 +117,7 @@ fn save(
     tokens: TokenSet,
 ) -> Result<(), CliError> {
     let entry = Entry {
-        issuer: doc.issuer.as_str().trim_end_matches('/').to_owned(),
+        issuer: doc.issuer.clone(),
         client_id: doc.client_id.clone(),
         scopes: tokens.scopes,
         subject: identity.subject.clone(),

@@ -100,10 +100,10 @@ async fn provider(
         issuer: issuer.to_owned(),
         source,
     };
-    let url = Url::parse(issuer)
+    Url::parse(issuer)
         .map_err(|_| failed(ProviderError::Settings("the issuer is not a URL".into())))?;
     let settings = ProviderSettings {
-        issuer: Some(url),
+        issuer: Some(issuer.to_owned()),
         auth_url: None,
         token_url: None,
         userinfo_url: None,
@@ -111,8 +111,15 @@ async fn provider(
         client_id: client_id.to_owned(),
         client_secret: None,
         client_auth: ClientAuth::Basic,
+        client_key: None,
         scopes: scopes.to_vec(),
         timeout: HTTP_TIMEOUT,
+        ca_certificates: Vec::new(),
+        extra_audiences: Vec::new(),
+        auth_params: Vec::new(),
+        subject_claim: "sub".to_owned(),
+        email_claim: "email".to_owned(),
+        plain_http_hosts: Vec::new(),
     };
     Provider::build_for_redirect(settings, redirect_uri)
         .await

@@ -12,7 +12,7 @@ pub struct BearerSettings {
     /// the setting is.
     pub audiences: Vec<String>,
     /// Issuers besides the provider's whose tokens are accepted (keys from their discovery).
-    pub extra_issuers: Vec<Url>,
+    pub extra_issuers: Vec<String>,
 }
 
 impl BearerSettings {
@@ -33,12 +33,15 @@ impl BearerSettings {
                             && u.host().is_some()
                             && u.query().is_none()
                             && u.fragment().is_none()
+                            && super::secure_enough(u, &[])
                     })
+                    // Kept exactly as written: a token's `iss` must equal it.
+                    .map(|_| text.clone())
                     .ok_or_else(|| {
                         invalid(
                             "bearer.extra_issuers",
                             format!(
-                                "has an invalid entry {text:?} (an http:// or https:// issuer URL)"
+                                "has an invalid entry {text:?} (an https:// issuer URL; http:// on loopback only)"
                             ),
                         )
                     })

@@ -26,7 +26,7 @@ pub use cli::CliSettings;
 pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
-pub use provider::{ClientAuth, ProviderSettings};
+pub use provider::{load_client_key, secure_enough, ClientAuth, ProviderSettings, PROTOCOL_PARAMS};
 pub use redis::RedisSettings;
 pub use server::{HostRule, ProxySettings, ServerSettings};
 pub use session::SessionSettings;
@@ -53,6 +53,14 @@ pub const KNOWN_KEYS: &[&str] = &[
     "provider.client_auth",
     "provider.scopes",
     "provider.timeout_secs",
+    "provider.client_key_file",
+    "provider.client_key_id",
+    "provider.ca_file",
+    "provider.extra_audiences",
+    "provider.auth_params",
+    "provider.subject_claim",
+    "provider.email_claim",
+    "provider.plain_http_hosts",
     "redis.url",
     "redis.key_prefix",
     "redis.ca_file",

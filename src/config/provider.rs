@@ -1,22 +1,33 @@
 //! Settings of the OpenID/OAuth provider and of our client there.
+//!
+//! Everything about one provider lives in `ProviderSettings`, so that several providers can
+//! later be a list of them.
 
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::reader::Reader;
-use super::{invalid, SettingsError};
+use super::reader::{build_config, Reader};
+use super::{env_name, invalid, SettingsError, Sources};
+use crate::oauth::client_key::ClientKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
+    /// client_secret_basic
     Basic,
+    /// client_secret_post
     Post,
+    /// RFC 7523 client assertions signed with `client_key`.
+    PrivateKeyJwt,
 }
 
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
-    pub issuer: Option<Url>,
+    /// Exactly as configured (no normalisation): `iss` in callbacks and ID tokens and the
+    /// discovery document's `issuer` must equal it character for character (RFC 9207 2.4,
+    /// OpenID Connect Discovery 4.3, Core 3.1.3.7).
+    pub issuer: Option<String>,
     pub auth_url: Option<Url>,
     pub token_url: Option<Url>,
     pub userinfo_url: Option<Url>,
@@ -24,21 +35,84 @@ pub struct ProviderSettings {
     pub client_id: String,
     pub client_secret: Option<SecretString>,
     pub client_auth: ClientAuth,
+    /// Set exactly when `client_auth` is `PrivateKeyJwt`.
+    pub client_key: Option<ClientKey>,
     pub scopes: Vec<String>,
     pub timeout: Duration,
+    /// Trusted for the provider's TLS besides the built-in and system roots.
+    pub ca_certificates: Vec<oauth2::reqwest::Certificate>,
+    /// ID-token audiences accepted besides the client id.
+    pub extra_audiences: Vec<String>,
+    /// Added to every authorization request, in this order.
+    pub auth_params: Vec<(String, String)>,
+    /// Userinfo fields naming the user and the email when there is no ID token.
+    pub subject_claim: String,
+    pub email_claim: String,
+    /// Hosts besides loopback whose provider URLs may be plain http (development only).
+    pub plain_http_hosts: Vec<String>,
 }
 
 impl ProviderSettings {
     pub fn wants_openid(&self) -> bool {
         self.scopes.iter().any(|s| s == "openid")
     }
+
+    /// Whether a provider URL (configured or discovered) may be used: https, or plain http on
+    /// a loopback host or one listed in PLAIN_HTTP_HOSTS.
+    pub fn url_allowed(&self, url: &Url) -> bool {
+        secure_enough(url, &self.plain_http_hosts)
+    }
+}
+
+/// The authorization request's own parameters, which AUTH_PARAMS may not name: each is set
+/// by gatehouse, and a second value would be ambiguous or would switch a protection off.
+/// `response_mode`, `request` and `request_uri` are refused too: they would change how the
+/// answer comes back or replace the whole request.
+pub const PROTOCOL_PARAMS: &[&str] = &[
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "redirect_uri",
+    "client_id",
+    "response_type",
+    "scope",
+    "response_mode",
+    "request",
+    "request_uri",
+];
+
+/// https, or plain http on a loopback host (`127.0.0.0/8`, `::1`, `localhost`) or on one of
+/// `plain_http_hosts`.
+pub fn secure_enough(url: &Url, plain_http_hosts: &[String]) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Ipv4(ip)) => {
+                ip.is_loopback() || plain_http_hosts.contains(&ip.to_string())
+            }
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => {
+                let name = name.to_ascii_lowercase();
+                name == "localhost" || plain_http_hosts.contains(&name)
+            }
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 impl ProviderSettings {
     pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
-        let issuer = r.url("provider.issuer")?;
-        let mut auth_url = r.url("provider.auth_url")?;
-        let token_url = r.url("provider.token_url")?;
+        let plain_http_hosts: Vec<String> = r
+            .list("provider.plain_http_hosts")?
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let url = |key: &str| provider_url(r, key, &plain_http_hosts);
+        let issuer = read_issuer(r, &plain_http_hosts)?;
+        let mut auth_url = url("provider.auth_url")?;
+        let token_url = url("provider.token_url")?;
         if issuer.is_none() {
             if auth_url.is_none() {
                 return Err(invalid(
@@ -73,8 +147,35 @@ impl ProviderSettings {
         {
             "basic" => ClientAuth::Basic,
             "post" => ClientAuth::Post,
-            _ => return Err(invalid("provider.client_auth", "must be `basic` or `post`")),
+            "private_key_jwt" => ClientAuth::PrivateKeyJwt,
+            _ => {
+                return Err(invalid(
+                    "provider.client_auth",
+                    "must be `basic`, `post` or `private_key_jwt`",
+                ))
+            }
         };
+        let client_key = read_client_key(r)?;
+        match (client_auth, &client_key) {
+            (ClientAuth::PrivateKeyJwt, None) => {
+                return Err(invalid(
+                    "provider.client_key_file",
+                    "is required when GATEHOUSE__PROVIDER__CLIENT_AUTH is private_key_jwt",
+                ))
+            }
+            (ClientAuth::PrivateKeyJwt, Some(_)) if client_secret.is_some() => {
+                return Err(invalid(
+                    "provider.client_secret",
+                    "is set, but CLIENT_AUTH private_key_jwt authenticates with \
+                     GATEHOUSE__PROVIDER__CLIENT_KEY_FILE instead; unset one",
+                ))
+            }
+            (ClientAuth::Basic | ClientAuth::Post, Some(_)) => return Err(invalid(
+                "provider.client_key_file",
+                "is set, but it is used only with GATEHOUSE__PROVIDER__CLIENT_AUTH=private_key_jwt",
+            )),
+            _ => {}
+        }
         let scopes: Vec<String> = r
             .required("provider.scopes")?
             .split_ascii_whitespace()
@@ -83,7 +184,7 @@ impl ProviderSettings {
         if scopes.is_empty() {
             return Err(invalid("provider.scopes", "must name at least one scope"));
         }
-        let userinfo_url = r.url("provider.userinfo_url")?;
+        let userinfo_url = url("provider.userinfo_url")?;
         if !scopes.iter().any(|s| s == "openid") && userinfo_url.is_none() && issuer.is_none() {
             return Err(invalid(
                 "provider.userinfo_url",
@@ -95,13 +196,163 @@ impl ProviderSettings {
             auth_url,
             token_url,
             userinfo_url,
-            jwks_url: r.url("provider.jwks_url")?,
+            jwks_url: url("provider.jwks_url")?,
             client_id,
             client_secret,
             client_auth,
+            client_key,
             scopes,
             timeout: Duration::from_secs(r.number("provider.timeout_secs", 1, 300)?),
+            ca_certificates: read_ca_file(r)?,
+            extra_audiences: r.list("provider.extra_audiences")?,
+            auth_params: read_auth_params(r)?,
+            subject_claim: r.required("provider.subject_claim")?,
+            email_claim: r.required("provider.email_claim")?,
+            plain_http_hosts,
         };
         Ok(provider)
+    }
+}
+
+fn provider_url(r: &Reader, key: &str, plain: &[String]) -> Result<Option<Url>, SettingsError> {
+    let url = r.url(key)?;
+    if let Some(u) = &url {
+        if !secure_enough(u, plain) {
+            return Err(invalid(
+                key,
+                "must be an https:// URL (plain http only on 127.0.0.1, ::1, localhost or \
+                 GATEHOUSE__PROVIDER__PLAIN_HTTP_HOSTS)",
+            ));
+        }
+    }
+    Ok(url)
+}
+
+fn read_issuer(r: &Reader, plain: &[String]) -> Result<Option<String>, SettingsError> {
+    let Some(url) = provider_url(r, "provider.issuer", plain)? else {
+        return Ok(None);
+    };
+    // OpenID Connect Core 2: an issuer has no query or fragment.
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "provider.issuer",
+            "must not have a query or fragment",
+        ));
+    }
+    Ok(r.optional("provider.issuer"))
+}
+
+fn read_client_key(r: &Reader) -> Result<Option<ClientKey>, SettingsError> {
+    let kid = r.optional("provider.client_key_id");
+    let Some(path) = r.optional("provider.client_key_file") else {
+        if kid.is_some() {
+            return Err(invalid(
+                "provider.client_key_id",
+                "is set without GATEHOUSE__PROVIDER__CLIENT_KEY_FILE",
+            ));
+        }
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        invalid(
+            "provider.client_key_file",
+            format!("cannot be read ({})", e.kind()),
+        )
+    })?;
+    ClientKey::from_pem(&text, kid)
+        .map(Some)
+        .map_err(|e| invalid("provider.client_key_file", e))
+}
+
+fn read_ca_file(r: &Reader) -> Result<Vec<oauth2::reqwest::Certificate>, SettingsError> {
+    let Some(path) = r.optional("provider.ca_file") else {
+        return Ok(Vec::new());
+    };
+    let key = "provider.ca_file";
+    let pem =
+        std::fs::read(&path).map_err(|e| invalid(key, format!("cannot be read ({})", e.kind())))?;
+    let certificates = oauth2::reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|_| invalid(key, "is not a PEM certificate bundle"))?;
+    if certificates.is_empty() {
+        return Err(invalid(key, "holds no PEM certificate"));
+    }
+    // The DER inside is parsed only when a client is built: build one now, so that a broken
+    // certificate is a start-up error rather than a discovery failure retried for ever.
+    let mut probe = oauth2::reqwest::Client::builder().tls_built_in_root_certs(false);
+    for certificate in &certificates {
+        probe = probe.add_root_certificate(certificate.clone());
+    }
+    probe
+        .build()
+        .map_err(|_| invalid(key, "holds a certificate that does not parse"))?;
+    Ok(certificates)
+}
+
+fn read_auth_params(r: &Reader) -> Result<Vec<(String, String)>, SettingsError> {
+    let key = "provider.auth_params";
+    let mut params: Vec<(String, String)> = Vec::new();
+    for item in r.list(key)? {
+        let Some((name, value)) = item.split_once('=') else {
+            return Err(invalid(key, format!("entry `{item}` is not name=value")));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if name.is_empty() || !name.chars().all(fine) {
+            return Err(invalid(
+                key,
+                format!("entry `{item}`: a parameter name is letters, digits, `_`, `-` or `.`"),
+            ));
+        }
+        if value.is_empty() {
+            return Err(invalid(key, format!("entry `{item}` has no value")));
+        }
+        if PROTOCOL_PARAMS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(invalid(
+                key,
+                format!(
+                    "may not set `{name}`: gatehouse sets that parameter of the protocol itself"
+                ),
+            ));
+        }
+        if params.iter().any(|(n, _)| n == name) {
+            return Err(invalid(key, format!("names `{name}` twice")));
+        }
+        params.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(params)
+}
+
+/// The client key alone, for `gatehouse client-jwk`: the same sources as the server, but
+/// nothing else needs to be set yet (an operator registers the key before the rest is ready).
+pub fn load_client_key(sources: Sources) -> Result<ClientKey, SettingsError> {
+    let cfg = build_config(&sources)?;
+    let r = Reader { cfg: &cfg };
+    read_client_key(&r)?.ok_or_else(|| {
+        SettingsError(format!(
+            "{} is not set: it names the PEM private key whose public JWK to print",
+            env_name("provider.client_key_file")
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_or_loopback_http_or_a_listed_host() {
+        let ok = |u: &str| secure_enough(&Url::parse(u).expect("url"), &["idp".to_owned()]);
+        assert!(ok("https://idp.example/token"));
+        assert!(ok("http://127.0.0.1:9090/token"));
+        assert!(ok("http://127.1.2.3/token"));
+        assert!(ok("http://[::1]:9090/r"));
+        assert!(ok("http://localhost/r"));
+        assert!(ok("http://LOCALHOST/r"));
+        assert!(ok("http://idp:9090/token"), "listed");
+        assert!(!ok("http://idp.example/token"));
+        assert!(!ok("http://10.0.0.1/token"));
+        assert!(!ok("http://localhost.evil.example/r"));
+        assert!(!ok("http://[::2]/r"));
+        assert!(!ok("ftp://127.0.0.1/r"));
     }
 }

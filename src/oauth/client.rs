@@ -3,86 +3,19 @@
 
 use std::time::Duration;
 
-use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
-};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, HttpClientError, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
-    StandardTokenResponse, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenUrl,
 };
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::error::{classify, oauth_error_code};
 use super::jwks::KeySet;
-use super::{discovery, id_token, userinfo};
+use super::token_response::{self, OAuthClient};
+use super::{client_auth, discovery, id_token, trust, userinfo, ProviderError};
 use crate::config::{ClientAuth, ProviderSettings, ServerSettings};
 use crate::identity::{now_unix, Identity, Token, TokenSet};
-
-/// The token response's extra field we need: `BasicTokenResponse` would drop `id_token`.
-#[derive(Clone, Deserialize, Serialize)]
-pub struct IdTokenField {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-}
-
-impl std::fmt::Debug for IdTokenField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IdTokenField([REDACTED])")
-    }
-}
-
-impl ExtraTokenFields for IdTokenField {}
-
-type TokenResponseWithId = StandardTokenResponse<IdTokenField, BasicTokenType>;
-
-/// oauth2's type-state client, with an authorize and a token endpoint set.
-type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    TokenResponseWithId,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
-
-/// Why a call to the provider failed. Texts name codes and statuses, never codes or tokens.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    #[error("provider unreachable")]
-    Unreachable,
-    #[error("provider did not answer within the timeout")]
-    Timeout,
-    #[error("provider answered with OAuth error `{0}`")]
-    ErrorResponse(String),
-    #[error("provider answered with HTTP status {0}")]
-    UnexpectedStatus(u16),
-    #[error("provider's answer is malformed: {0}")]
-    Malformed(String),
-    #[error("ID token rejected: {0}")]
-    IdToken(String),
-    #[error("provider settings are incomplete: {0}")]
-    Settings(String),
-}
-
-impl ProviderError {
-    pub fn from_reqwest(e: oauth2::reqwest::Error) -> Self {
-        if e.is_timeout() {
-            ProviderError::Timeout
-        } else if let Some(status) = e.status() {
-            ProviderError::UnexpectedStatus(status.as_u16())
-        } else {
-            ProviderError::Unreachable
-        }
-    }
-}
 
 /// A new authorization request: what goes to the browser and what stays in the pending sign-in.
 pub struct AuthorizationRequest {
@@ -102,6 +35,8 @@ pub struct Provider {
     end_session_endpoint: Option<Url>,
     /// RFC 9207: callbacks must carry `iss`.
     iss_parameter_supported: bool,
+    /// The token endpoint: also the `aud` of client assertions.
+    token_url: Url,
 }
 
 impl Provider {
@@ -119,12 +54,7 @@ impl Provider {
         mut settings: ProviderSettings,
         redirect_uri: &str,
     ) -> Result<Provider, ProviderError> {
-        let http = oauth2::reqwest::Client::builder()
-            .redirect(oauth2::reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| ProviderError::Settings(format!("HTTP client: {e}")))?;
+        let http = http_client(&settings)?;
         let discovered = if Self::needs_discovery(&settings) {
             discovery::fill(&mut settings, &http).await?
         } else {
@@ -147,11 +77,13 @@ impl Provider {
             .map_err(|e| ProviderError::Settings(format!("redirect URI: {e}")))?;
         let mut oauth = oauth2::Client::new(ClientId::new(settings.client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(auth_url))
-            .set_token_uri(TokenUrl::from_url(token_url))
+            .set_token_uri(TokenUrl::from_url(token_url.clone()))
             .set_redirect_uri(redirect)
             .set_auth_type(match settings.client_auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
-                ClientAuth::Post => AuthType::RequestBody,
+                // private_key_jwt: no secret, so oauth2 puts `client_id` in the body, beside
+                // the assertion added to each request.
+                ClientAuth::Post | ClientAuth::PrivateKeyJwt => AuthType::RequestBody,
             });
         if let Some(secret) = &settings.client_secret {
             oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
@@ -166,21 +98,15 @@ impl Provider {
                  signatures are not verified, only their claims"
             );
         }
-        let revocation_endpoint = discovered.revocation_endpoint.filter(|url| {
-            let fine = secure_enough(url);
-            if !fine {
-                tracing::warn!("the discovered revocation endpoint is not https; not used");
-            }
-            fine
-        });
         Ok(Provider {
             oauth,
             http,
             settings,
             keys,
-            revocation_endpoint,
+            revocation_endpoint: discovered.revocation_endpoint,
             end_session_endpoint: discovered.end_session_endpoint,
             iss_parameter_supported: discovered.iss_parameter_supported,
+            token_url,
         })
     }
 
@@ -211,12 +137,10 @@ impl Provider {
         self.keys.as_ref()
     }
 
-    /// The issuer as configured, without a trailing slash (how providers write it).
+    /// The issuer exactly as configured: `iss` values are compared with it as they are, with
+    /// no trailing-slash trimming (RFC 9207 2.4, OpenID Connect Core 3.1.3.7).
     pub fn issuer(&self) -> Option<&str> {
-        self.settings
-            .issuer
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/'))
+        self.settings.issuer.as_deref()
     }
 
     /// The provider's authorize URL for a new sign-in, with a fresh PKCE S256 pair.
@@ -230,6 +154,10 @@ impl Provider {
             .set_pkce_challenge(challenge);
         if let Some(nonce) = nonce {
             request = request.add_extra_param("nonce", nonce.to_owned());
+        }
+        // AUTH_PARAMS never name the parameters above (refused at start-up).
+        for (name, value) in &self.settings.auth_params {
+            request = request.add_extra_param(name.as_str(), value.as_str());
         }
         let (url, _) = request.url();
         AuthorizationRequest {
@@ -251,44 +179,15 @@ impl Provider {
     }
 
     async fn exchange(&self, code: &str, pkce_verifier: &str) -> Result<TokenSet, ProviderError> {
-        let response = self
+        let mut request = self
             .oauth
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
-            .request_async(&self.http)
-            .await
-            .map_err(classify)?;
-        self.token_set(&response)
-    }
-
-    /// A token response checked like every one we accept (Bearer, a non-empty access token).
-    fn token_set(&self, response: &TokenResponseWithId) -> Result<TokenSet, ProviderError> {
-        if *response.token_type() != BasicTokenType::Bearer {
-            return Err(ProviderError::Malformed(format!(
-                "token_type {:?} is not Bearer",
-                response.token_type().as_ref()
-            )));
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()));
+        for (name, value) in client_auth::assertion_params(&self.settings, &self.token_url)? {
+            request = request.add_extra_param(name, value);
         }
-        if response.access_token().secret().is_empty() {
-            return Err(ProviderError::Malformed("empty access_token".into()));
-        }
-        let expires_at = response
-            .expires_in()
-            .map(|d| now_unix().saturating_add(d.as_secs()));
-        // RFC 6749 5.1: no `scope` in the answer means the requested scopes were granted.
-        let scopes = match response.scopes() {
-            Some(granted) => granted.iter().map(|s| s.to_string()).collect(),
-            None => self.settings.scopes.clone(),
-        };
-        Ok(TokenSet {
-            access_token: Token::new(response.access_token().secret().to_owned()),
-            refresh_token: response
-                .refresh_token()
-                .map(|t| Token::new(t.secret().to_owned())),
-            id_token: response.extra_fields().id_token.clone().map(Token::new),
-            expires_at,
-            scopes,
-        })
+        let response = request.request_async(&self.http).await.map_err(classify)?;
+        token_response::token_set(&response, &self.settings.scopes)
     }
 
     /// Refreshes the access token (grant_type=refresh_token) through the same client as the
@@ -306,13 +205,12 @@ impl Provider {
         subject: &str,
     ) -> Result<(TokenSet, Option<Identity>), ProviderError> {
         let sent = RefreshToken::new(refresh_token.expose().to_owned());
-        let response = self
-            .oauth
-            .exchange_refresh_token(&sent)
-            .request_async(&self.http)
-            .await
-            .map_err(classify)?;
-        let mut tokens = self.token_set(&response)?;
+        let mut request = self.oauth.exchange_refresh_token(&sent);
+        for (name, value) in client_auth::assertion_params(&self.settings, &self.token_url)? {
+            request = request.add_extra_param(name, value);
+        }
+        let response = request.request_async(&self.http).await.map_err(classify)?;
+        let mut tokens = token_response::token_set(&response, &self.settings.scopes)?;
         if tokens
             .refresh_token
             .as_ref()
@@ -344,11 +242,16 @@ impl Provider {
             ("token", token.expose()),
             ("token_type_hint", "refresh_token"),
         ];
-        let response = self
-            .client_authenticated_post(url, &params)
-            .send()
-            .await
-            .map_err(ProviderError::from_reqwest)?;
+        let response = client_auth::authenticated_post(
+            &self.http,
+            &self.settings,
+            &self.token_url,
+            url,
+            &params,
+        )?
+        .send()
+        .await
+        .map_err(ProviderError::from_reqwest)?;
         let status = response.status();
         if status.is_success() {
             return Ok(true);
@@ -380,43 +283,6 @@ impl Provider {
         Some(url)
     }
 
-    /// A POST to a provider endpoint authenticated as oauth2 does for the token endpoint
-    /// (RFC 6749 2.3.1: id and secret form-encoded before Basic; or both in the body; a public
-    /// client sends its id only), for the endpoints oauth2 cannot reach for us.
-    fn client_authenticated_post(
-        &self,
-        url: &Url,
-        params: &[(&str, &str)],
-    ) -> oauth2::reqwest::RequestBuilder {
-        use base64::Engine;
-        let mut form: Vec<(&str, &str)> = params.to_vec();
-        let mut request = self
-            .http
-            .post(url.clone())
-            .header("accept", "application/json");
-        match (&self.settings.client_auth, &self.settings.client_secret) {
-            (ClientAuth::Basic, Some(secret)) => {
-                let encode = |s: &str| {
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                };
-                let credentials = format!(
-                    "{}:{}",
-                    encode(&self.settings.client_id),
-                    encode(secret.expose_secret())
-                );
-                let value = base64::engine::general_purpose::STANDARD.encode(credentials);
-                request = request.header("authorization", format!("Basic {value}"));
-            }
-            (_, secret) => {
-                form.push(("client_id", &self.settings.client_id));
-                if let Some(secret) = secret {
-                    form.push(("client_secret", secret.expose_secret()));
-                }
-            }
-        }
-        request.form(&form)
-    }
-
     async fn verify_id_token(
         &self,
         raw: &Token,
@@ -427,6 +293,7 @@ impl Provider {
             self.keys.as_ref(),
             &id_token::Expectations {
                 client_id: &self.settings.client_id,
+                extra_audiences: &self.settings.extra_audiences,
                 issuer: self.issuer(),
                 nonce,
                 now: now_unix(),
@@ -447,7 +314,11 @@ impl Provider {
         let Some(url) = &self.settings.userinfo_url else {
             return Ok(None);
         };
-        let info = userinfo::fetch(&self.http, url, access_token).await?;
+        let fields = userinfo::Fields {
+            subject: "sub",
+            email: &self.settings.email_claim,
+        };
+        let info = userinfo::fetch(&self.http, url, access_token, &fields).await?;
         Ok((info.subject == subject).then_some(info.raw_claims))
     }
 
@@ -464,7 +335,13 @@ impl Provider {
             // Some providers keep email out of the ID token; ask userinfo when we can.
             if identity.email.is_none() {
                 if let Some(url) = &self.settings.userinfo_url {
-                    let extra = userinfo::fetch(&self.http, url, &tokens.access_token).await?;
+                    // OpenID Connect's userinfo always names the user `sub` (Core 5.3.2).
+                    let fields = userinfo::Fields {
+                        subject: "sub",
+                        email: &self.settings.email_claim,
+                    };
+                    let extra =
+                        userinfo::fetch(&self.http, url, &tokens.access_token, &fields).await?;
                     if extra.subject == identity.subject {
                         for (name, value) in extra.raw_claims {
                             identity.raw_claims.entry(name).or_insert(value);
@@ -485,83 +362,25 @@ impl Provider {
                 .userinfo_url
                 .as_ref()
                 .ok_or_else(|| ProviderError::Settings("no userinfo endpoint".into()))?;
-            userinfo::fetch(&self.http, url, &tokens.access_token).await
+            let fields = userinfo::Fields {
+                subject: &self.settings.subject_claim,
+                email: &self.settings.email_claim,
+            };
+            userinfo::fetch(&self.http, url, &tokens.access_token, &fields).await
         }
     }
 }
 
-fn classify(
-    e: RequestTokenError<HttpClientError<oauth2::reqwest::Error>, BasicErrorResponse>,
-) -> ProviderError {
-    match e {
-        RequestTokenError::ServerResponse(err) => {
-            ProviderError::ErrorResponse(err.error().as_ref().to_owned())
-        }
-        RequestTokenError::Request(HttpClientError::Reqwest(e)) => ProviderError::from_reqwest(*e),
-        RequestTokenError::Request(_) => ProviderError::Unreachable,
-        // The path only: serde messages can quote the offending value, which may be a token.
-        RequestTokenError::Parse(e, _body) => {
-            ProviderError::Malformed(format!("unexpected JSON at `{}`", e.path()))
-        }
-        RequestTokenError::Other(text) => ProviderError::Malformed(text),
-    }
-}
-
-/// RFC 7009 2: the revocation endpoint must be https; plain http only on this machine (a
-/// development provider).
-fn secure_enough(url: &Url) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-            None => false,
-        },
-        _ => false,
-    }
-}
-
-/// The `error` code of an OAuth error body, when it is one (RFC 6749 5.2 limits codes to
-/// printable ASCII without `"` and `\`; anything else is not trusted into a log line).
-fn oauth_error_code(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    let fine = |b: u8| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\';
-    (!parsed.error.is_empty() && parsed.error.len() <= 64 && parsed.error.bytes().all(fine))
-        .then_some(parsed.error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_https_or_loopback_http_revocation_endpoints_are_used() {
-        let ok = |u: &str| secure_enough(&Url::parse(u).expect("url"));
-        assert!(ok("https://idp.example/revoke"));
-        assert!(ok("http://127.0.0.1:9090/token/revocation"));
-        assert!(ok("http://[::1]:9090/r"));
-        assert!(ok("http://localhost/r"));
-        assert!(!ok("http://idp.example/revoke"));
-        assert!(!ok("http://10.0.0.1/revoke"));
-        assert!(!ok("ftp://127.0.0.1/r"));
-    }
-
-    #[test]
-    fn oauth_error_codes_are_read_only_when_printable() {
-        assert_eq!(
-            oauth_error_code(br#"{"error":"invalid_grant","error_description":"x"}"#).as_deref(),
-            Some("invalid_grant")
-        );
-        assert_eq!(oauth_error_code(b"<html>"), None);
-        assert_eq!(oauth_error_code(br#"{"error":""}"#), None);
-        assert_eq!(
-            oauth_error_code("{\"error\":\"bad\\nline\"}".as_bytes()),
-            None
-        );
-    }
+/// The one HTTP client every call to the provider uses: no redirects, bounded in time, the
+/// provider's CA besides the built-in and system roots, and a User-Agent (GitHub's API refuses
+/// requests without one).
+fn http_client(settings: &ProviderSettings) -> Result<oauth2::reqwest::Client, ProviderError> {
+    let builder = oauth2::reqwest::Client::builder()
+        .redirect(oauth2::reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
+    trust::with_roots(builder, &settings.ca_certificates)
+        .build()
+        .map_err(|e| ProviderError::Settings(format!("HTTP client: {e}")))
 }

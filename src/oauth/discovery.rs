@@ -29,7 +29,9 @@ pub struct Discovered {
 }
 
 /// Fetches `<issuer>/.well-known/openid-configuration` once and fills the gaps in `settings`.
-/// Explicit settings win. The document's `issuer` must equal the setting exactly.
+/// Explicit settings win. The document's `issuer` must equal the setting exactly (OpenID
+/// Connect Discovery 4.3: no trailing-slash leniency), and every URL it gives must be https
+/// (or plain http where the settings allow it, see `ProviderSettings::url_allowed`).
 pub async fn fill(
     settings: &mut ProviderSettings,
     http: &oauth2::reqwest::Client,
@@ -38,18 +40,35 @@ pub async fn fill(
         return Ok(Discovered::default());
     };
     let doc = document(&issuer, http).await?;
-    let parse = |s: Option<String>| s.and_then(|s| Url::parse(&s).ok());
+    let parse = |name: &str, s: Option<String>| -> Result<Option<Url>, ProviderError> {
+        let Some(url) = s.and_then(|s| Url::parse(&s).ok()) else {
+            return Ok(None);
+        };
+        if !settings.url_allowed(&url) {
+            return Err(ProviderError::Malformed(format!(
+                "discovery's {name} {url} is not https (plain http only on loopback hosts or \
+                 GATEHOUSE__PROVIDER__PLAIN_HTTP_HOSTS)"
+            )));
+        }
+        Ok(Some(url))
+    };
+    let authorization_endpoint = parse("authorization_endpoint", doc.authorization_endpoint)?;
+    let token_endpoint = parse("token_endpoint", doc.token_endpoint)?;
+    let userinfo_endpoint = parse("userinfo_endpoint", doc.userinfo_endpoint)?;
+    let jwks_uri = parse("jwks_uri", doc.jwks_uri)?;
+    let revocation_endpoint = parse("revocation_endpoint", doc.revocation_endpoint)?;
+    let end_session_endpoint = parse("end_session_endpoint", doc.end_session_endpoint)?;
     if settings.auth_url.is_none() {
-        settings.auth_url = parse(doc.authorization_endpoint);
+        settings.auth_url = authorization_endpoint;
     }
     if settings.token_url.is_none() {
-        settings.token_url = parse(doc.token_endpoint);
+        settings.token_url = token_endpoint;
     }
     if settings.userinfo_url.is_none() {
-        settings.userinfo_url = parse(doc.userinfo_endpoint);
+        settings.userinfo_url = userinfo_endpoint;
     }
     if settings.jwks_url.is_none() {
-        settings.jwks_url = parse(doc.jwks_uri);
+        settings.jwks_url = jwks_uri;
     }
     if settings.auth_url.is_none() || settings.token_url.is_none() {
         return Err(ProviderError::Malformed(
@@ -57,8 +76,8 @@ pub async fn fill(
         ));
     }
     Ok(Discovered {
-        revocation_endpoint: parse(doc.revocation_endpoint),
-        end_session_endpoint: parse(doc.end_session_endpoint),
+        revocation_endpoint,
+        end_session_endpoint,
         iss_parameter_supported: doc
             .authorization_response_iss_parameter_supported
             .unwrap_or(false),
@@ -66,17 +85,19 @@ pub async fn fill(
 }
 
 /// `<issuer>/.well-known/openid-configuration`, whose `issuer` must equal `issuer` exactly.
-async fn document(issuer: &Url, http: &oauth2::reqwest::Client) -> Result<Document, ProviderError> {
+async fn document(issuer: &str, http: &oauth2::reqwest::Client) -> Result<Document, ProviderError> {
     let url = format!(
         "{}/.well-known/openid-configuration",
-        issuer.as_str().trim_end_matches('/')
+        // Discovery 4.1: a terminating `/` of the issuer is removed before appending the path.
+        issuer.trim_end_matches('/')
     );
     let body = super::http::body(http.get(&url)).await?;
     // A wrongly typed member (say `"authorization_response_iss_parameter_supported": "yes"`)
     // fails the document: guessing could switch a protection off. Absent or null: false.
     let doc: Document = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::Malformed(format!("discovery document: {e}")))?;
-    if doc.issuer.trim_end_matches('/') != issuer.as_str().trim_end_matches('/') {
+    // Exactly (Discovery 4.3): no trailing-slash leniency.
+    if doc.issuer != issuer {
         return Err(ProviderError::Malformed(format!(
             "discovery issuer {:?} differs from the configured issuer",
             doc.issuer
@@ -86,7 +107,7 @@ async fn document(issuer: &Url, http: &oauth2::reqwest::Client) -> Result<Docume
 }
 
 /// The signing keys' URL of another issuer (bearer tokens from `BEARER__EXTRA_ISSUERS`).
-pub async fn jwks_uri(issuer: &Url, http: &oauth2::reqwest::Client) -> Result<Url, ProviderError> {
+pub async fn jwks_uri(issuer: &str, http: &oauth2::reqwest::Client) -> Result<Url, ProviderError> {
     document(issuer, http)
         .await?
         .jwks_uri

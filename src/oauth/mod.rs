@@ -5,13 +5,20 @@
 //! bounded by `PROVIDER__TIMEOUT_SECS`. Errors carry what the log needs, never a code or token.
 
 pub mod client;
+mod client_auth;
+pub mod client_jwk;
+pub mod client_key;
 pub mod discovery;
+mod error;
 pub(crate) mod http;
 pub mod id_token;
 pub mod jwks;
 pub mod jws;
 pub mod slot;
+mod token_response;
+mod trust;
 pub mod userinfo;
 
-pub use client::{Provider, ProviderError};
+pub use client::Provider;
+pub use error::ProviderError;
 pub use slot::ProviderSlot;

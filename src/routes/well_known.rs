@@ -16,7 +16,8 @@ impl GatehouseDocument {
             (Some(client_id), Some(issuer)) => Some(
                 serde_json::json!({
                     // As providers write it (and as ID tokens carry it): no trailing slash.
-                    "issuer": issuer.as_str().trim_end_matches('/'),
+                    // Exactly as configured: `iss` values are compared with it as they are.
+                    "issuer": issuer,
                     "cli_client_id": client_id,
                     "scopes": cli.scopes,
                 })

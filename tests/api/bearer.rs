@@ -390,7 +390,8 @@ async fn an_extra_issuer_is_accepted_only_when_listed() {
 
     let listed = app_accepting_bearer(&[(
         "GATEHOUSE__BEARER__EXTRA_ISSUERS",
-        &format!("{}/", second.issuer),
+        // Exactly as the issuer writes itself (no trailing-slash leniency, RFC 9207 2.4).
+        &second.issuer,
     )])
     .await;
     let res = once_discovered(&listed, &token).await;

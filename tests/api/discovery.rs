@@ -137,3 +137,74 @@ async fn an_oversized_discovery_document_is_refused() {
         (503, Some("provider_unavailable"))
     );
 }
+
+/// Waits until `mock` has served discovery at least twice (tried, failed, retried).
+async fn discovery_retried(mock: &MockServer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock.received_requests().await.unwrap_or_default().len() < 2 {
+        assert!(Instant::now() < deadline, "discovery was not retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_discovered_plain_http_endpoint_is_a_discovery_failure() {
+    for (member, plain) in [
+        ("token_endpoint", "http://idp.example/token"),
+        ("jwks_uri", "http://idp.example/jwks"),
+        ("end_session_endpoint", "http://10.0.0.1/logout"),
+        ("revocation_endpoint", "http://idp.example/revoke"),
+    ] {
+        let mock = MockServer::start().await;
+        let mut doc = document(&mock.uri());
+        doc[member] = json!(plain);
+        Mock::given(method("GET"))
+            .and(path("/.well-known/openid-configuration"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(doc))
+            .mount(&mock)
+            .await;
+        let app = unready_app(&mock.uri()).await;
+        discovery_retried(&mock).await;
+        let (status, body) = readyz(&app).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("provider_unavailable")),
+            "{member}"
+        );
+    }
+    // The control: the same document with https there is fine.
+    let mock = MockServer::start().await;
+    let mut doc = document(&mock.uri());
+    doc["token_endpoint"] = json!("https://idp.example/token");
+    doc["end_session_endpoint"] = json!("https://idp.example/logout");
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(doc))
+        .mount(&mock)
+        .await;
+    let app = unready_app(&mock.uri()).await;
+    app.wait_for_provider().await;
+    assert_eq!(readyz(&app).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_discovered_issuer_must_equal_the_setting_exactly() {
+    // Configured with a trailing slash, the document says it without: another issuer.
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(document(&mock.uri())))
+        .mount(&mock)
+        .await;
+    let app = unready_app(&format!("{}/", mock.uri())).await;
+    discovery_retried(&mock).await;
+    let (status, body) = readyz(&app).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("provider_unavailable"))
+    );
+    // Written as the provider writes it, the same document is accepted.
+    let app = unready_app(&mock.uri()).await;
+    app.wait_for_provider().await;
+    assert_eq!(readyz(&app).await.0, 200);
+}

@@ -640,6 +640,7 @@ async fn each_unacceptable_id_token_is_exchange_failed() {
 
 #[tokio::test]
 async fn without_openid_the_identity_comes_from_userinfo() {
+    // GitHub-like: no `sub`; SUBJECT_CLAIM names `id`, a number kept as its decimal string.
     let mock = MockServer::start().await;
     let mut body = token_response(None);
     body["scope"] = json!("email profile");
@@ -662,6 +663,7 @@ async fn without_openid_the_identity_comes_from_userinfo() {
         &[
             ("GATEHOUSE__PROVIDER__SCOPES", "email profile"),
             ("GATEHOUSE__PROVIDER__USERINFO_URL", &userinfo),
+            ("GATEHOUSE__PROVIDER__SUBJECT_CLAIM", "id"),
         ],
     )
     .await;
@@ -678,6 +680,42 @@ async fn without_openid_the_identity_comes_from_userinfo() {
     assert_eq!(session["subject"], "4242");
     assert_eq!(session["email"], "octo@example.com");
     assert_eq!(session["scopes"], json!(["email", "profile"]));
+}
+
+#[tokio::test]
+async fn the_userinfo_fields_are_those_configured_and_a_missing_subject_is_exchange_failed() {
+    let mock = MockServer::start().await;
+    let mut body = token_response(None);
+    body["scope"] = json!("read:user");
+    mount_token(&mock, ResponseTemplate::new(200).set_body_json(body)).await;
+    Mock::given(method("GET"))
+        .and(path("/userinfo"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "user_id": "u-77", "mail": "mail@example.com", "email": "other@example.com",
+            "email_verified": true
+        })))
+        .mount(&mock)
+        .await;
+    let userinfo = format!("{}/userinfo", mock.uri());
+    let settings = [
+        ("GATEHOUSE__PROVIDER__SCOPES", "read:user"),
+        ("GATEHOUSE__PROVIDER__USERINFO_URL", userinfo.as_str()),
+    ];
+    // The default subject field, `sub`, is not there: nobody signs in.
+    let app = app_for(&mock, &settings).await;
+    let state = query_param(&app.start_sign_in(&app.client, None).await, "state").expect("state");
+    assert_json_error(callback(&app, &state).await, 502, "exchange_failed").await;
+    assert_signed_out(&app).await;
+    // Named: the user and the email come from those fields.
+    let mut named = settings.to_vec();
+    named.push(("GATEHOUSE__PROVIDER__SUBJECT_CLAIM", "user_id"));
+    named.push(("GATEHOUSE__PROVIDER__EMAIL_CLAIM", "mail"));
+    let app = app_for(&mock, &named).await;
+    let state = query_param(&app.start_sign_in(&app.client, None).await, "state").expect("state");
+    assert_eq!(callback(&app, &state).await.status().as_u16(), 303);
+    let auth = app.get("/auth").await;
+    assert_eq!(auth.headers()["x-auth-request-user"], "u-77");
+    assert_eq!(auth.headers()["x-auth-request-email"], "mail@example.com");
 }
 
 #[tokio::test]

@@ -379,42 +379,77 @@ pub fn idp() -> &'static Idp {
                 _child: None,
             };
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp");
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(dir)
-            .env("IDP_PORT", port.to_string())
-            .env("IDP_EXIT_WITH_STDIN", "1")
-            // The loopback URIs match any port (RFC 8252 7.3, see tests/idp): gatehouse
-            // behind a test nginx has PUBLIC_URL http://127.0.0.1:<port>.
-            .env(
-                "IDP_REDIRECT_URIS",
-                format!("{PUBLIC_URL}/redirect,http://127.0.0.1/redirect"),
-            )
-            .env(
-                "IDP_POST_LOGOUT_REDIRECT_URIS",
-                format!("{PUBLIC_URL}/,http://127.0.0.1/"),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs tests/idp/server.mjs (run `npm ci` in tests/idp, or scripts/test)");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.any(|l| l.map(|l| l.contains("idp listening")).unwrap_or(false));
-        assert!(ready, "the development provider did not start");
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Idp {
-            issuer: format!("http://127.0.0.1:{port}"),
-            _child: Some(child),
-        }
+        start_idp("http", &[("IDP_JWT_CLIENT_JWKS", jwt_client_jwks())])
     })
+}
+
+/// The client of the development provider that authenticates with private_key_jwt
+/// (`IDP_JWT_CLIENT_JWKS`): `idp()` registers the public halves of these test-only keys for it.
+pub const JWT_CLIENT_ID: &str = "gatehouse-jwt";
+pub const JWT_CLIENT_RSA_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/test-only-keys/rsa-key.pem"
+);
+pub const JWT_CLIENT_EC_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/test-only-keys/ec-p256-key.pem"
+);
+
+/// The JWK Set of JWT_CLIENT_RSA_KEY and JWT_CLIENT_EC_KEY, without `kid`s (the provider gives
+/// each its RFC 7638 thumbprint).
+fn jwt_client_jwks() -> String {
+    let key = |name: &str| -> serde_json::Value {
+        let path = format!(
+            "{}/tests/data/test-only-keys/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).expect("test key")).expect("jwk")
+    };
+    serde_json::json!({"keys": [key("rsa-jwk.json"), key("ec-p256-jwk.json")]}).to_string()
+}
+
+/// A development provider of the caller's own on a free port, with the harness's redirect URIs
+/// and these extra `IDP_*` variables; its issuer is `<scheme>://127.0.0.1:<port>` (for https,
+/// pass IDP_TLS_CERT and IDP_TLS_KEY). It exits when the returned value is dropped.
+pub fn start_idp(scheme: &str, extra: &[(&str, String)]) -> Idp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let issuer = format!("{scheme}://127.0.0.1:{port}");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp");
+    let mut child = Command::new("node")
+        .arg("server.mjs")
+        .current_dir(dir)
+        .env("IDP_PORT", port.to_string())
+        .env("IDP_ISSUER", &issuer)
+        .env("IDP_EXIT_WITH_STDIN", "1")
+        // The loopback URIs match any port (RFC 8252 7.3, see tests/idp): gatehouse
+        // behind a test nginx has PUBLIC_URL http://127.0.0.1:<port>.
+        .env(
+            "IDP_REDIRECT_URIS",
+            format!("{PUBLIC_URL}/redirect,http://127.0.0.1/redirect"),
+        )
+        .env(
+            "IDP_POST_LOGOUT_REDIRECT_URIS",
+            format!("{PUBLIC_URL}/,http://127.0.0.1/"),
+        )
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs tests/idp/server.mjs (run `npm ci` in tests/idp, or scripts/test)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.any(|l| l.map(|l| l.contains("idp listening")).unwrap_or(false));
+    assert!(ready, "the development provider did not start");
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Idp {
+        issuer,
+        _child: Some(child),
+    }
 }
 
 fn resolve(base: &str, location: &str) -> String {

@@ -293,10 +293,12 @@ async fn a_signed_token_for_another_audience_is_refused() {
 }
 
 #[tokio::test]
-async fn a_signed_token_with_several_audiences_needs_azp() {
+async fn a_signed_token_with_an_untrusted_second_audience_is_refused_even_with_azp() {
+    // OIDC Core 3.1.3.7 3: every audience must be trusted (PROVIDER__EXTRA_AUDIENCES is empty).
     assert_refused(|n| {
         let mut c = claims(n);
         c["aud"] = json!([CLIENT_ID, "another-client"]);
+        c["azp"] = json!(CLIENT_ID);
         signed(&c)
     })
     .await;

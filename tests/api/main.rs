@@ -23,6 +23,7 @@ mod logs;
 mod metrics;
 mod nginx;
 mod pages;
+mod providers;
 mod proxy;
 mod redis_modes;
 mod refresh;

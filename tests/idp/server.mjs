@@ -1,7 +1,9 @@
 // Development OpenID provider for gatehouse tests and the demo.
 // NOT for production: accepts any login/password and keeps everything in memory.
 import { createServer } from 'node:http';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
 
 const env = process.env;
@@ -80,6 +82,27 @@ const clients = [
     response_types: ['code'],
   },
 ];
+
+// RFC 7638 thumbprint of a public JWK: SHA-256 over its required members in lexicographic
+// order. Computed here independently of gatehouse, whose default `kid` must match it.
+const thumbprint = (jwk) => {
+  const members = jwk.kty === 'RSA' ? ['e', 'kty', 'n'] : ['crv', 'kty', 'x', 'y'];
+  const canonical = JSON.stringify(Object.fromEntries(members.map((m) => [m, jwk[m]])));
+  return createHash('sha256').update(canonical).digest('base64url');
+};
+
+// IDP_JWT_CLIENT_JWKS: a JWK Set of public keys; registers the client `gatehouse-jwt`, which
+// authenticates with private_key_jwt (RFC 7523) signed by one of them. A key without `kid`
+// gets its RFC 7638 thumbprint.
+if (env.IDP_JWT_CLIENT_JWKS) {
+  const { keys } = JSON.parse(env.IDP_JWT_CLIENT_JWKS);
+  clients.push({
+    ...common,
+    client_id: 'gatehouse-jwt',
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: { keys: keys.map((k) => ({ ...k, kid: k.kid ?? thumbprint(k) })) },
+  });
+}
 
 // Any login name is a valid account. oidc-provider always uses the accountId
 // as `sub`, so a login typed as an e-mail address is turned into the accountId
@@ -239,7 +262,14 @@ if (env.IDP_LOOPBACK_ANY_PORT !== '0') {
 
 provider.on('server_error', (_ctx, err) => console.error('idp server_error:', err));
 
-const server = createServer(provider.callback());
+// IDP_TLS_CERT and IDP_TLS_KEY (PEM files): serve https instead of http (set IDP_ISSUER to the
+// https:// origin too), for gatehouse's private-CA tests.
+const server = env.IDP_TLS_CERT
+  ? createHttpsServer(
+    { cert: readFileSync(env.IDP_TLS_CERT), key: readFileSync(env.IDP_TLS_KEY) },
+    provider.callback(),
+  )
+  : createServer(provider.callback());
 server.listen(port, host, () => {
   console.log(`idp listening on ${issuer}`);
 });
