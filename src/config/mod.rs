@@ -14,6 +14,7 @@ mod reader;
 mod redis;
 mod server;
 mod session;
+mod signin;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ pub use provider::{ClientAuth, ProviderSettings};
 pub use redis::RedisSettings;
 pub use server::{HostRule, ProxySettings, ServerSettings};
 pub use session::SessionSettings;
+pub use signin::SigninSettings;
 
 use reader::{build_config, unknown_keys, Reader};
 
@@ -62,6 +64,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "session.ttl_secs",
     "session.signin_ttl_secs",
     "session.previous_secrets",
+    "signin.per_client_per_minute",
+    "signin.max_pending",
     "tokens.refresh_before_secs",
     "tokens.outlive_access_token",
     "signout.provider_logout",
@@ -99,6 +103,7 @@ pub struct Settings {
     pub provider: ProviderSettings,
     pub redis: RedisSettings,
     pub session: SessionSettings,
+    pub signin: SigninSettings,
     pub proxy: ProxySettings,
     pub forward: ForwardSettings,
     pub tokens: TokenSettings,
@@ -164,6 +169,7 @@ impl Settings {
             provider: ProviderSettings::read(r)?,
             redis: RedisSettings::read(r)?,
             session: SessionSettings::read(r)?,
+            signin: SigninSettings::read(r)?,
             proxy: ProxySettings::read(r)?,
             forward: ForwardSettings::read(r)?,
             tokens: TokenSettings::read(r)?,

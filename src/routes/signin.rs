@@ -1,5 +1,7 @@
 //! GET /signin: start a sign-in and send the browser to the provider.
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -26,12 +28,15 @@ pub async fn signin(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let (browser_id, new_cookie) = state.binding.read_or_mint(&req);
+    let binding = state.binding.for_new_sign_in(&req);
+    let client = state.proxies.client_ip(&req).map(client_key);
+    // Refused (429, 503…): no binding cookie is set, and none of the browser's is touched.
     let url = crate::signin::start(
         &*state.provider()?,
         &state.pending,
         &state.redirects,
-        &browser_id,
+        &binding.id,
+        client.as_deref(),
         return_to.as_deref(),
     )
     .await?;
@@ -39,10 +44,26 @@ pub async fn signin(
     let mut res = HttpResponse::SeeOther();
     res.insert_header((header::LOCATION, url.as_str()))
         .insert_header(super::no_store());
-    if let Some(cookie) = new_cookie {
+    for cookie in binding.cookies {
         res.cookie(cookie);
     }
     Ok(res.finish())
+}
+
+/// Who the per-client limit counts: an IPv4 address, or an IPv6 address's /64 (one host
+/// usually has a whole /64 to pick addresses from).
+pub fn client_key(ip: IpAddr) -> String {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0).to_string() + "/64"
+        }
+    }
 }
 
 /// The value of `name` in a query string; a repeated parameter is ambiguous and refused.
@@ -59,4 +80,19 @@ pub fn single_param(query: &str, name: &str) -> Result<Option<String>, AppError>
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let key = |s: &str| client_key(s.parse().expect("ip"));
+        assert_eq!(key("198.51.100.7"), "198.51.100.7");
+        assert_eq!(key("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff::1"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
 }
