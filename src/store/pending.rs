@@ -32,9 +32,10 @@ const CLIENT_WINDOW: &str = "signin-rate";
 const LIMITS_TAG: &str = "{signin}";
 
 /// The largest record written, in bytes of JSON. A `return_to` of the longest accepted length
-/// (2 KiB) fits; one that JSON escaping would swell past this is replaced by `/`. With the key
-/// and Redis's own bookkeeping, a pending sign-in then takes at most about 3 KB of memory
-/// (docs/operations.md states the bound this gives with SIGNIN__MAX_PENDING).
+/// (2 KiB) fits; one that JSON escaping would swell past this is replaced by `/`. With its key,
+/// its member of the pending set, its client's window and Redis's own bookkeeping, a pending
+/// sign-in then takes under 4 KB of memory (docs/operations.md states the bound this gives with
+/// SIGNIN__MAX_PENDING; tests/api/signin_limits.rs measures it).
 pub const MAX_RECORD_BYTES: usize = 2500;
 
 /// Checks both limits, then counts the sign-in. Returns `{0}` (admitted), `{1, ms}` (this client's

@@ -4,6 +4,7 @@ mod helpers;
 
 mod access_and_keys;
 mod binary;
+mod binding;
 mod browser;
 mod concurrency;
 mod discovery;
@@ -24,3 +25,4 @@ mod refresh;
 mod security;
 mod settings;
 mod signin_e2e;
+mod signin_limits;
