@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use url::Url;
 
 use crate::error::AppError;
 use crate::startup::AppState;
@@ -28,6 +29,12 @@ pub async fn signin(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
+    if let Some(there) = on_public_host(&req, &state, return_to.as_deref()) {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, there))
+            .insert_header(super::no_store())
+            .finish());
+    }
     let binding = state.binding.for_new_sign_in(&req);
     let client = state.proxies.client_ip(&req).map(client_key);
     // Refused (429, 503…): no binding cookie is set, and none of the browser's is touched.
@@ -48,6 +55,43 @@ pub async fn signin(
         res.cookie(cookie);
     }
     Ok(res.finish())
+}
+
+/// Where to start this sign-in instead, when a trusted proxy forwarded it for another host than
+/// PUBLIC_URL's (nginx's `@gatehouse_signin` on app.example.com, gatehouse's PUBLIC_URL on
+/// auth.example.com with a COOKIE_DOMAIN): the binding cookie is host-only and the provider
+/// sends the browser back to PUBLIC_URL's host, so the cookie must be set there. Only the host
+/// name counts (cookies ignore ports and schemes), so a proxy reporting another port or scheme
+/// cannot cause a loop.
+fn on_public_host(req: &HttpRequest, state: &AppState, return_to: Option<&str>) -> Option<String> {
+    if !state.proxies.from_trusted_peer(req) {
+        return None;
+    }
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-host")?
+        .to_str()
+        .ok()?
+        .split(',')
+        .next()?
+        .trim();
+    let forwarded = Url::parse(&format!("http://{forwarded}/")).ok()?;
+    let public = Url::parse(&state.public_url).ok()?;
+    let host = |u: &Url| {
+        u.host_str()
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+    };
+    if host(&forwarded)? == host(&public)? {
+        return None;
+    }
+    let mut there = Url::parse(&format!("{}/signin", state.public_url)).ok()?;
+    if let Some(back) = return_to
+        .map(str::to_owned)
+        .or_else(|| state.proxies.original_url(req))
+    {
+        there.query_pairs_mut().append_pair("return_to", &back);
+    }
+    Some(there.into())
 }
 
 /// Who the per-client limit counts: an IPv4 address, or an IPv6 address's /64 (one host

@@ -222,3 +222,73 @@ async fn a_sign_in_started_before_a_secret_rotation_completes_after_it() {
     let res = only_new.follow_callback(&client, &callback).await;
     assert_json_error(res, 400, "invalid_state").await;
 }
+
+#[tokio::test]
+async fn a_sign_in_forwarded_for_another_subdomain_starts_on_the_public_host() {
+    // gatehouse's PUBLIC_URL is on gatehouse.test and it serves apps on *.gatehouse.test
+    // (COOKIE_DOMAIN); nginx on app.gatehouse.test hands its 401s to /signin. The binding cookie
+    // is host-only, so the sign-in must start where the callback will land.
+    let app = spawn_app_with(&[
+        ("GATEHOUSE__SESSION__COOKIE_DOMAIN", "gatehouse.test"),
+        (
+            "GATEHOUSE__SERVER__ALLOWED_REDIRECT_HOSTS",
+            ".gatehouse.test",
+        ),
+        ("GATEHOUSE__PROXY__TRUSTED", "127.0.0.1/32"),
+    ])
+    .await;
+    let page = "http://app.gatehouse.test/reports?id=7";
+    let res = bare()
+        .get(app.url("/signin"))
+        .header("x-forwarded-host", "app.gatehouse.test")
+        .header("x-forwarded-proto", "http")
+        .header("x-auth-request-redirect", page)
+        .send()
+        .await
+        .expect("signin");
+    assert_eq!(res.status().as_u16(), 303);
+    assert!(res.headers().get("set-cookie").is_none(), "no cookie there");
+    let there = location(&res);
+    assert!(
+        there.starts_with(&format!("{PUBLIC_URL}/signin?")),
+        "{there}"
+    );
+    assert_eq!(query_param(&there, "return_to").as_deref(), Some(page));
+
+    // On the public host (a port or scheme of its own changes nothing: cookies ignore both),
+    // the sign-in starts, bound to a cookie that host's callback receives.
+    let path = there.trim_start_matches(PUBLIC_URL);
+    for forwarded in ["gatehouse.test", "GATEHOUSE.test:8443"] {
+        let res = bare()
+            .get(app.url(path))
+            .header("x-forwarded-host", forwarded)
+            .header("x-forwarded-proto", "https")
+            .send()
+            .await
+            .expect("signin");
+        assert_eq!(res.status().as_u16(), 303);
+        let authorize = location(&res);
+        assert!(
+            authorize.starts_with("http://127.0.0.1:9/authorize?"),
+            "{authorize}"
+        );
+        let _ = binding_set_cookie(&res);
+        let state = query_param(&authorize, "state").expect("state");
+        let mut conn = app.redis().await;
+        let pending = pending_sign_in(&mut conn, &app.prefix, &state)
+            .await
+            .expect("pending");
+        assert_eq!(pending["return_to"], page);
+    }
+
+    // A host named by an untrusted peer is not believed: the sign-in starts at once.
+    let untrusted =
+        spawn_app_with(&[("GATEHOUSE__SESSION__COOKIE_DOMAIN", "gatehouse.test")]).await;
+    let res = bare()
+        .get(untrusted.url("/signin"))
+        .header("x-forwarded-host", "app.gatehouse.test")
+        .send()
+        .await
+        .expect("signin");
+    assert!(location(&res).starts_with("http://127.0.0.1:9/authorize?"));
+}
