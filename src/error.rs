@@ -398,6 +398,23 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn a_429_says_when_to_come_back_within_a_minute() {
+        for (secs, expected) in [(0, "1"), (30, "30"), (600, "60")] {
+            for format in [Format::Json, Format::Html] {
+                let res = render(&AppError::RateLimited(secs), format);
+                assert_eq!(res.status().as_u16(), 429);
+                assert_eq!(
+                    res.headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()),
+                    Some(expected)
+                );
+            }
+        }
+        assert_eq!(AppError::RateLimited(5).code(), "rate_limited");
+    }
+
+    #[actix_web::test]
     async fn a_page_that_moves_by_itself_says_where() {
         let html = page(&AppError::SignInRequired(
             "http://gatehouse.test/signin?a=1&b=2".into(),
