@@ -5,6 +5,11 @@
 //! previous secrets are configured, a cookie no secret verifies is dropped from the request and
 //! expired in the browser. Either way an unverifiable cookie is a signed-out visitor, never an
 //! error (so no error loop).
+//!
+//! Two kinds of cookie are signed, each with its own keys: the session cookie with the secret
+//! itself (as every release has, so no upgrade logs anyone out), the browser-binding cookies
+//! with a key derived from it for that purpose (see `browser`). Previous secrets give previous
+//! keys of both kinds, and a value signed as one kind never verifies as the other.
 
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, CookieJar, Key};
@@ -14,15 +19,29 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use secrecy::ExposeSecret;
 
+use crate::browser::binding_key;
 use crate::config::SessionSettings;
 use crate::startup::AppState;
 
 #[derive(Clone)]
-pub struct CookieKeys {
+struct KeySet {
     current: Key,
     previous: Vec<Key>,
-    /// The cookies we sign: the session and the browser binding.
-    names: [String; 2],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Session,
+    Binding,
+}
+
+#[derive(Clone)]
+pub struct CookieKeys {
+    session: KeySet,
+    binding: KeySet,
+    session_name: String,
+    /// Every binding cookie's name starts with it.
+    binding_prefix: String,
     secure: bool,
     domain: Option<String>,
 }
@@ -34,37 +53,58 @@ enum Verdict {
 }
 
 impl CookieKeys {
+    /// `current` is the session cookie's key (from SESSION__SECRET as it is).
     pub fn new(current: Key, session: &SessionSettings) -> Self {
         let previous = session
             .previous_secrets
             .iter()
             .filter_map(|s| Key::try_from(s.expose_secret().as_slice()).ok())
             .collect();
+        let binding = KeySet {
+            current: binding_key(session.secret.expose_secret()),
+            previous: session
+                .previous_secrets
+                .iter()
+                .map(|s| binding_key(s.expose_secret()))
+                .collect(),
+        };
         CookieKeys {
-            current,
-            previous,
-            names: [
-                session.cookie_name.clone(),
-                format!("{}_browser", session.cookie_name),
-            ],
+            session: KeySet { current, previous },
+            binding,
+            session_name: session.cookie_name.clone(),
+            binding_prefix: crate::browser::name_prefix(session),
             secure: session.cookie_secure,
             domain: session.cookie_domain.clone(),
         }
     }
 
-    fn verify(&self, name: &str, raw: &str) -> Verdict {
+    fn kind(&self, name: &str) -> Option<Kind> {
+        if name == self.session_name {
+            Some(Kind::Session)
+        } else if name.starts_with(&self.binding_prefix) {
+            Some(Kind::Binding)
+        } else {
+            None
+        }
+    }
+
+    fn verify(&self, kind: Kind, name: &str, raw: &str) -> Verdict {
+        let keys = match kind {
+            Kind::Session => &self.session,
+            Kind::Binding => &self.binding,
+        };
         let verified_with = |key: &Key| {
             let mut jar = CookieJar::new();
             jar.add_original(Cookie::new(name.to_owned(), raw.to_owned()));
             jar.signed(key).get(name).map(|c| c.value().to_owned())
         };
-        if verified_with(&self.current).is_some() {
+        if verified_with(&keys.current).is_some() {
             return Verdict::Current;
         }
-        for old in &self.previous {
+        for old in &keys.previous {
             if let Some(value) = verified_with(old) {
                 let mut jar = CookieJar::new();
-                jar.signed_mut(&self.current)
+                jar.signed_mut(&keys.current)
                     .add(Cookie::new(name.to_owned(), value));
                 if let Some(resigned) = jar.get(name) {
                     return Verdict::Resigned(resigned.value().to_owned());
@@ -74,8 +114,18 @@ impl CookieKeys {
         Verdict::Invalid
     }
 
-    fn cookie(&self, name: &str, value: String) -> Cookie<'static> {
-        crate::browser::with_attributes(name.to_owned(), value, self.secure, self.domain.as_deref())
+    /// The cookie with `kind`'s attributes: the session's may carry a Domain, a binding
+    /// cookie never does.
+    fn cookie(&self, kind: Kind, name: &str, value: String) -> Cookie<'static> {
+        match kind {
+            Kind::Session => crate::browser::with_attributes(
+                name.to_owned(),
+                value,
+                self.secure,
+                self.domain.as_deref(),
+            ),
+            Kind::Binding => crate::browser::host_only(name.to_owned(), value, self.secure),
+        }
     }
 }
 
@@ -88,7 +138,7 @@ pub async fn rotate_cookie_keys(
     let Some(keys) = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.cookie_keys.clone())
-        .filter(|k| !k.previous.is_empty())
+        .filter(|k| !k.session.previous.is_empty())
     else {
         return next.call(req).await;
     };
@@ -104,22 +154,27 @@ pub async fn rotate_cookie_keys(
         let mut kept = Vec::new();
         for pair in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if !keys.names.iter().any(|n| n == name) {
+            let Some(kind) = keys.kind(name) else {
                 kept.push(pair.to_owned());
                 continue;
-            }
+            };
             // Values travel percent-encoded (actix encodes them when setting them).
             let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
-            match keys.verify(name, &decoded) {
+            match keys.verify(kind, name, &decoded) {
                 Verdict::Current => kept.push(pair.to_owned()),
                 Verdict::Resigned(new_value) => {
-                    let cookie = keys.cookie(name, new_value);
+                    let cookie = keys.cookie(kind, name, new_value);
                     kept.push(cookie.encoded().stripped().to_string());
-                    to_set.push(cookie);
+                    // A binding cookie is re-signed for this request only: it lives minutes,
+                    // keeps verifying while the previous secret is configured, and its
+                    // lifetime is not ours to reset here.
+                    if kind == Kind::Session {
+                        to_set.push(cookie);
+                    }
                     changed = true;
                 }
                 Verdict::Invalid => {
-                    let mut gone = keys.cookie(name, String::new());
+                    let mut gone = keys.cookie(kind, name, String::new());
                     gone.make_removal();
                     to_set.push(gone);
                     changed = true;

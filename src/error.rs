@@ -28,6 +28,10 @@ pub enum AppError {
     /// The provider's settings are not loaded yet (discovery still retrying).
     #[error("the identity provider is not reachable yet; please try again shortly")]
     ProviderUnavailable,
+    /// Too many sign-ins started, by this client or by everyone together: try again after
+    /// this many seconds (1–60, sent as `Retry-After`).
+    #[error("too many sign-ins were started; please try again in {0} seconds")]
+    RateLimited(u64),
     /// Redis unreachable: fail closed.
     #[error("the session store is unavailable; please try again shortly")]
     StoreUnavailable,
@@ -86,6 +90,7 @@ impl AppError {
             AppError::ProviderError(_) => "provider_error",
             AppError::ExchangeFailed => "exchange_failed",
             AppError::StoreUnavailable => "store_unavailable",
+            AppError::RateLimited(_) => "rate_limited",
             AppError::ProviderUnavailable => "provider_unavailable",
             AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
                 "unauthorized"
@@ -127,6 +132,7 @@ impl ResponseError for AppError {
             | AppError::InvalidState(_)
             | AppError::ProviderError(_) => StatusCode::BAD_REQUEST,
             AppError::ExchangeFailed => StatusCode::BAD_GATEWAY,
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::StoreUnavailable | AppError::ProviderUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -214,6 +220,7 @@ fn title(err: &AppError) -> &'static str {
         AppError::StoreUnavailable | AppError::ProviderUnavailable => {
             "Sign-in is unavailable right now"
         }
+        AppError::RateLimited(_) => "Too many sign-ins at once",
         AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
             "You are not signed in"
         }
@@ -252,6 +259,10 @@ fn help(err: &AppError) -> &'static str {
         AppError::StoreUnavailable => {
             "Sessions cannot be checked right now, so nobody can be signed in. Please try again \
              in a minute."
+        }
+        AppError::RateLimited(_) => {
+            "Too many sign-ins were started in a short time, from your network or on this \
+             service as a whole. Wait a moment, then sign in again."
         }
         AppError::Unauthorized | AppError::ApiUnauthorized | AppError::SignInRequired(_) => {
             "This page is only for signed-in people. Sign in to continue."
@@ -293,6 +304,10 @@ pub fn render(err: &AppError, format: Format) -> HttpResponse {
     if let AppError::InvalidToken = err {
         // RFC 6750 3.1; no error_description: why a token failed is for the log.
         builder.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
+    }
+    if let AppError::RateLimited(secs) = err {
+        // RFC 6585: a 429 may say when to come back; the contract bounds it to 1–60 s.
+        builder.insert_header((header::RETRY_AFTER, (*secs).clamp(1, 60)));
     }
     let message = err.to_string();
     match format {
@@ -356,6 +371,7 @@ mod tests {
             AppError::ExchangeFailed,
             AppError::ProviderUnavailable,
             AppError::StoreUnavailable,
+            AppError::RateLimited(30),
             AppError::Unauthorized,
             AppError::SignInRequired("http://gatehouse.test/signin?return_to=%2Fx".into()),
             AppError::InvalidToken,
@@ -431,6 +447,23 @@ mod tests {
             html.contains("This sign-in has already been used"),
             "{html}"
         );
+    }
+
+    #[actix_web::test]
+    async fn a_429_says_when_to_come_back_within_a_minute() {
+        for (secs, expected) in [(0, "1"), (30, "30"), (600, "60")] {
+            for format in [Format::Json, Format::Html] {
+                let res = render(&AppError::RateLimited(secs), format);
+                assert_eq!(res.status().as_u16(), 429);
+                assert_eq!(
+                    res.headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()),
+                    Some(expected)
+                );
+            }
+        }
+        assert_eq!(AppError::RateLimited(5).code(), "rate_limited");
     }
 
     #[actix_web::test]

@@ -1,13 +1,16 @@
 //! The sign-in flow: start (state, PKCE, nonce, pending record) and finish (the callback's
 //! checks, in the order RFC 9700 asks, then the exchange).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use crate::browser::same_secret;
 use crate::error::AppError;
 use crate::identity::{now_unix, Identity, TokenSet};
 use crate::oauth::{Provider, ProviderError};
 use crate::random::token;
 use crate::return_to::RedirectPolicy;
-use crate::store::pending::{PendingSignIn, PendingSignIns};
+use crate::store::pending::{Admission, PendingSignIn, PendingSignIns};
 use crate::store::StoreError;
 
 impl From<StoreError> for AppError {
@@ -23,8 +26,14 @@ impl From<StoreError> for AppError {
             }
             StoreError::Corrupt(e) => {
                 // Not the client's fault, but not worth a 500 either: the record is unusable,
-                // so the sign-in must start again.
-                tracing::warn!(error = %e, "stored sign-in could not be read");
+                // so the sign-in must start again. `e` says what kind of fault and where,
+                // never the stored content (which may hold a verifier, a nonce or a token).
+                tracing::warn!(
+                    category = e.category,
+                    line = e.line,
+                    column = e.column,
+                    "stored data could not be read"
+                );
                 AppError::InvalidState(
                     "this sign-in can no longer be completed; please sign in again",
                 )
@@ -40,12 +49,14 @@ impl From<ProviderError> for AppError {
     }
 }
 
-/// Starts a sign-in for `browser_id`; returns the provider URL to send the browser to.
+/// Starts a sign-in for `browser_id`, on behalf of `client` (who the per-client limit counts;
+/// `None` when unknown); returns the provider URL to send the browser to.
 pub async fn start(
     provider: &Provider,
     pending: &PendingSignIns,
     redirects: &RedirectPolicy,
     browser_id: &str,
+    client: Option<&str>,
     requested_return_to: Option<&str>,
 ) -> Result<url::Url, AppError> {
     let state = token();
@@ -58,12 +69,46 @@ pub async fn start(
         return_to: redirects.sanitize(requested_return_to),
         created_at: now_unix(),
     };
-    if !pending.put(&state, &record).await? {
-        // 256 random bits collided: something is badly wrong with the RNG.
-        tracing::error!("a freshly drawn state already exists");
-        return Err(AppError::Internal);
+    match pending.put(&state, &record, client).await? {
+        Admission::Admitted => Ok(request.url),
+        Admission::ClientLimited(wait) => {
+            // Per request, so not above debug: a flood must not become a flood of log lines.
+            tracing::debug!("sign-in refused: this client's limit per minute is reached");
+            Err(AppError::RateLimited(retry_after(wait)))
+        }
+        Admission::Full(wait) => {
+            warn_at_most_once_a_minute();
+            Err(AppError::RateLimited(retry_after(wait)))
+        }
+        Admission::Exists => {
+            // 256 random bits collided: something is badly wrong with the RNG.
+            tracing::error!("a freshly drawn state already exists");
+            Err(AppError::Internal)
+        }
     }
-    Ok(request.url)
+}
+
+/// `Retry-After` in whole seconds, 1–60 as the contract says.
+fn retry_after(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).clamp(1, 60) as u64
+}
+
+/// Every sign-in is refused while the global cap is reached: operators must hear of it, but a
+/// flood must not flood the log.
+fn warn_at_most_once_a_minute() {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = now_unix();
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 60
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "sign-ins refused: SIGNIN__MAX_PENDING sign-ins are pending (a flood, or a limit \
+             too low); logged at most once a minute"
+        );
+    }
 }
 
 /// The callback's parameters, already checked for shape.
@@ -82,31 +127,55 @@ pub struct SignedIn {
     pub return_to: String,
 }
 
-/// Finishes a sign-in. Order: state (redeemed once, bound to this browser) → iss (RFC 9207) →
-/// provider error → code exchange. No code is exchanged before the state checks out.
-pub async fn finish(
-    provider: &Provider,
+/// A pending sign-in redeemed by the browser that started it.
+pub struct Redeemed {
+    record: PendingSignIn,
+    /// Which of the browser ids offered carried the binding.
+    pub matched: usize,
+}
+
+/// The callback's first checks: the state is redeemed (once, whoever asks) and must be bound
+/// to one of `browser_ids`, the ids this browser's binding cookies carry.
+pub async fn redeem(
     pending: &PendingSignIns,
-    browser_id: Option<&str>,
-    callback: Callback,
-) -> Result<SignedIn, AppError> {
-    let state = callback
-        .state
-        .ok_or_else(|| AppError::InvalidRequest("the `state` parameter is missing".into()))?;
-    if !looks_like_state(&state) {
+    browser_ids: &[&str],
+    state: Option<&str>,
+) -> Result<Redeemed, AppError> {
+    let state =
+        state.ok_or_else(|| AppError::InvalidRequest("the `state` parameter is missing".into()))?;
+    if !looks_like_state(state) {
         return Err(AppError::InvalidState(
             "this sign-in is unknown or has expired",
         ));
     }
-    let record = pending.take(&state).await?.ok_or(AppError::InvalidState(
+    let record = pending.take(state).await?.ok_or(AppError::InvalidState(
         "this sign-in is unknown, has expired or was already used",
     ))?;
-    if !browser_id.is_some_and(|id| same_secret(id, &record.browser_id)) {
+    // Every id is compared (in constant time each): which one matches is not a secret, the
+    // ids are.
+    let mut matched = None;
+    for (i, id) in browser_ids.iter().enumerate() {
+        if same_secret(id, &record.browser_id) {
+            matched = Some(i);
+        }
+    }
+    let Some(matched) = matched else {
         tracing::warn!("callback state was started by another browser");
         return Err(AppError::InvalidState(
             "this sign-in was started in another browser or tab session",
         ));
-    }
+    };
+    Ok(Redeemed { record, matched })
+}
+
+/// Finishes a redeemed sign-in. Order: state (see [`redeem`]) → iss (RFC 9207) → provider error
+/// → code exchange. No code is exchanged before the state checks out.
+pub async fn finish(
+    provider: &Provider,
+    redeemed: Redeemed,
+    callback: Callback,
+) -> Result<SignedIn, AppError> {
+    let record = redeemed.record;
     // RFC 9207 (mix-up defence): a present `iss` must be our issuer; and when the provider
     // advertises that it always sends one, a callback without it did not come from it.
     match (callback.iss.as_deref(), provider.issuer()) {

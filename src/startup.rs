@@ -192,8 +192,12 @@ impl Application {
         };
 
         let state = web::Data::new(AppState {
-            pending: PendingSignIns::new(store.clone(), settings.session.signin_ttl),
-            binding: BrowserBinding::new(key.clone(), &settings.session),
+            pending: PendingSignIns::new(
+                store.clone(),
+                settings.session.signin_ttl,
+                settings.signin.clone(),
+            ),
+            binding: BrowserBinding::new(&settings.session),
             redirects: RedirectPolicy::new(&settings.server),
             proxies: TrustedProxies::new(settings.proxy.trusted.clone()),
             forward: settings.forward.clone(),

@@ -61,8 +61,7 @@ pub async fn fetch(server: &Url) -> Result<ServerDocument, DocumentError> {
         why: why.to_owned(),
     };
     let raw: Raw = serde_json::from_slice(&body).map_err(|_| malformed("not the JSON expected"))?;
-    let issuer_url =
-        Url::parse(&raw.issuer).map_err(|_| malformed("its issuer is not a URL"))?;
+    let issuer_url = Url::parse(&raw.issuer).map_err(|_| malformed("its issuer is not a URL"))?;
     // The issuer decides whom we trust for the user's identity: the same rule as the server's.
     if !super::args::trustworthy(&issuer_url) {
         return Err(malformed(

@@ -16,6 +16,7 @@ mod reader;
 mod redis;
 mod server;
 mod session;
+mod signin;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub use provider::{load_client_key, secure_enough, ClientAuth, ProviderSettings,
 pub use redis::RedisSettings;
 pub use server::{HostRule, ProxySettings, ServerSettings};
 pub use session::SessionSettings;
+pub use signin::SigninSettings;
 
 use reader::{build_config, unknown_keys, Reader};
 
@@ -75,6 +77,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "session.signin_ttl_secs",
     "session.max_lifetime_secs",
     "session.previous_secrets",
+    "signin.per_client_per_minute",
+    "signin.max_pending",
     "tokens.refresh_before_secs",
     "tokens.outlive_access_token",
     "signout.provider_logout",
@@ -121,6 +125,7 @@ pub struct Settings {
     pub provider: ProviderSettings,
     pub redis: RedisSettings,
     pub session: SessionSettings,
+    pub signin: SigninSettings,
     pub proxy: ProxySettings,
     pub forward: ForwardSettings,
     pub tokens: TokenSettings,
@@ -188,6 +193,7 @@ impl Settings {
             provider: ProviderSettings::read(r)?,
             redis: RedisSettings::read(r)?,
             session: SessionSettings::read(r)?,
+            signin: SigninSettings::read(r)?,
             proxy: ProxySettings::read(r)?,
             forward: ForwardSettings::read(r)?,
             tokens: TokenSettings::read(r)?,

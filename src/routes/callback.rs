@@ -21,38 +21,51 @@ pub async fn callback(
     session: Session,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    match complete(&req, &session, &state).await {
+    let mut spent = None;
+    let result = complete(&req, &session, &state, &mut spent).await;
+    let mut res = match result {
         Ok(return_to) => {
             state.metrics.signin_completed();
-            Ok(HttpResponse::SeeOther()
+            HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, return_to))
                 .insert_header(super::no_store())
-                .finish())
+                .finish()
         }
         Err(e) => {
             state.metrics.signin_failed(e.code());
-            Err(e)
+            match spent {
+                // The error middleware renders it in the contract's format and keeps cookies.
+                Some(_) => HttpResponse::from_error(e),
+                None => return Err(e),
+            }
         }
+    };
+    if let Some(cookie) = spent {
+        // The sign-in is over either way (its state is redeemed): its binding cookie goes.
+        res.add_cookie(&cookie).map_err(|_| AppError::Internal)?;
     }
+    Ok(res)
 }
 
-/// The callback's work; returns where to send the browser.
+/// The callback's work; returns where to send the browser. Once the state is redeemed,
+/// `spent` holds the removal of its binding cookie (unless other sign-ins share it).
 async fn complete(
     req: &HttpRequest,
     session: &Session,
     state: &AppState,
+    spent: &mut Option<actix_web::cookie::Cookie<'static>>,
 ) -> Result<String, AppError> {
     let params = parse(req.query_string())?;
-    let browser_id = state.binding.read(req);
-    let signed_in = crate::signin::finish(
-        &*state.provider()?,
-        &state.pending,
-        browser_id.as_deref(),
-        params,
-    )
-    .await?;
-    let mut identity = signed_in.identity;
+    // Before the state is redeemed: a provider not loaded yet must not cost the sign-in.
     let provider = state.provider()?;
+    let (carried, _) = state.binding.carried(req);
+    let ids: Vec<&str> = carried.iter().map(|c| c.id.as_str()).collect();
+    let redeemed = crate::signin::redeem(&state.pending, &ids, params.state.as_deref()).await?;
+    *spent = carried
+        .get(redeemed.matched)
+        .and_then(|c| state.binding.spent(c));
+    let signed_in = crate::signin::finish(&provider, redeemed, params).await?;
+    let mut identity = signed_in.identity;
     crate::claims::complete(
         &mut identity,
         &state.needs,

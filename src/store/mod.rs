@@ -43,9 +43,42 @@ pub enum StoreError {
     #[error("redis is unavailable: {0}")]
     Unavailable(#[from] redis::RedisError),
     #[error("stored data could not be read: {0}")]
-    Corrupt(#[from] serde_json::Error),
+    Corrupt(CorruptData),
     #[error("{0}")]
     Record(record::RecordError),
+}
+
+/// Why stored data could not be read: the kind of fault and where, never the data. serde_json's
+/// own messages quote the offending value (`invalid type: string "…"`), and a stored value may
+/// be a PKCE verifier, a nonce or a token, so they must not reach a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{category} at line {line} column {column}")]
+pub struct CorruptData {
+    pub category: &'static str,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl From<serde_json::Error> for CorruptData {
+    fn from(e: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        CorruptData {
+            category: match e.classify() {
+                Category::Io => "read error",
+                Category::Syntax => "syntax error",
+                Category::Data => "unexpected content",
+                Category::Eof => "unexpected end",
+            },
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.into())
+    }
 }
 
 /// Why the Redis settings cannot be used. The text names the setting and never carries a URL
@@ -214,6 +247,11 @@ impl RedisStore {
         key
     }
 
+    /// Whether this is a Redis Cluster: a script there may only touch keys of one slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.opener, Opener::Cluster(..))
+    }
+
     /// A clone is a handle on the same multiplexed connection.
     pub fn conn(&self) -> Connection {
         let link = LINKS.with(|links| {
@@ -358,6 +396,28 @@ mod tests {
     fn session_keys_carry_the_id_as_a_hash_tag() {
         assert_eq!(key_for("gh:", "session", "abc"), "gh:session:{abc}");
         assert_eq!(key_for("", "lock", "abc"), "lock:{abc}");
+    }
+
+    #[test]
+    fn a_corrupt_record_is_described_without_its_content() {
+        let secret = "pkce-verifier-that-must-not-be-logged";
+        let raw = format!(r#"{{"created_at":"{secret}"}}"#);
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Record {
+            created_at: u64,
+        }
+        let e = serde_json::from_str::<Record>(&raw).expect_err("a string is not a number");
+        assert!(
+            e.to_string().contains(secret),
+            "serde quotes the value: {e}"
+        );
+        let described = StoreError::from(e).to_string();
+        assert!(!described.contains(secret), "{described}");
+        assert!(
+            described.contains("unexpected content at line 1 column"),
+            "{described}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
+use super::CorruptData;
 use crate::identity::{Identity, TokenSet};
 
 pub const FORMAT: u8 = 2;
@@ -29,12 +30,8 @@ pub const KEY_LEN: usize = 32;
 /// personal data, and a format-1 record holds tokens in the clear.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
-    #[error("the stored session is not valid ({category} at line {line}, column {column})")]
-    Corrupt {
-        category: &'static str,
-        line: usize,
-        column: usize,
-    },
+    #[error("the stored session is not valid ({0})")]
+    Corrupt(CorruptData),
     #[error("the stored session has format {0}, which this release does not know")]
     Format(u8),
     #[error("the stored session's tokens cannot be opened with this cookie's key")]
@@ -44,17 +41,8 @@ pub enum RecordError {
 }
 
 impl RecordError {
-    pub fn corrupt(e: &serde_json::Error) -> Self {
-        RecordError::Corrupt {
-            category: match e.classify() {
-                serde_json::error::Category::Io => "io error",
-                serde_json::error::Category::Syntax => "syntax error",
-                serde_json::error::Category::Data => "unexpected data",
-                serde_json::error::Category::Eof => "truncated data",
-            },
-            line: e.line(),
-            column: e.column(),
-        }
+    pub fn corrupt(e: serde_json::Error) -> Self {
+        RecordError::Corrupt(e.into())
     }
 }
 
@@ -227,14 +215,14 @@ pub fn decode(bytes: &[u8], id: &str, key: Option<&[u8; KEY_LEN]>) -> Result<Ses
     if is_format_1(bytes) {
         return decode_format_1(bytes);
     }
-    let stored: Stored = serde_json::from_slice(bytes).map_err(|e| RecordError::corrupt(&e))?;
+    let stored: Stored = serde_json::from_slice(bytes).map_err(RecordError::corrupt)?;
     if stored.v != FORMAT {
         return Err(RecordError::Format(stored.v));
     }
     let tokens = match (&stored.sealed, &stored.tokens, key) {
         (Some(sealed), _, Some(key)) => {
             let plain = open(key, id, sealed)?;
-            serde_json::from_slice(&plain).map_err(|e| RecordError::corrupt(&e))?
+            serde_json::from_slice(&plain).map_err(RecordError::corrupt)?
         }
         (None, Some(tokens), _) => tokens.clone(),
         _ => return Err(RecordError::Sealed),
@@ -286,7 +274,7 @@ pub fn view(bytes: &[u8]) -> Result<AuthView<'_>, RecordError> {
             refreshable: session.tokens.refresh_token.is_some(),
         });
     }
-    let stored: Stored = serde_json::from_slice(bytes).map_err(|e| RecordError::corrupt(&e))?;
+    let stored: Stored = serde_json::from_slice(bytes).map_err(RecordError::corrupt)?;
     if stored.v != FORMAT {
         return Err(RecordError::Format(stored.v));
     }
@@ -326,7 +314,7 @@ pub fn decode_meta(bytes: &[u8]) -> Result<Listing, RecordError> {
             user_agent: None,
         });
     }
-    let stored: Stored = serde_json::from_slice(bytes).map_err(|e| RecordError::corrupt(&e))?;
+    let stored: Stored = serde_json::from_slice(bytes).map_err(RecordError::corrupt)?;
     if stored.v != FORMAT {
         return Err(RecordError::Format(stored.v));
     }
@@ -354,12 +342,11 @@ fn is_format_1(bytes: &[u8]) -> bool {
 
 fn decode_format_1(bytes: &[u8]) -> Result<Session, RecordError> {
     let map: BTreeMap<String, String> =
-        serde_json::from_slice(bytes).map_err(|e| RecordError::corrupt(&e))?;
+        serde_json::from_slice(bytes).map_err(RecordError::corrupt)?;
     let field = |name: &str| map.get(name).ok_or(RecordError::Format(1));
     let identity: Identity =
-        serde_json::from_str(field("identity")?).map_err(|e| RecordError::corrupt(&e))?;
-    let tokens: TokenSet =
-        serde_json::from_str(field("tokens")?).map_err(|e| RecordError::corrupt(&e))?;
+        serde_json::from_str(field("identity")?).map_err(RecordError::corrupt)?;
+    let tokens: TokenSet = serde_json::from_str(field("tokens")?).map_err(RecordError::corrupt)?;
     Ok(Session {
         identity,
         // Format 1 kept no metadata: a handle is given when the record is rewritten.

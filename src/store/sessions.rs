@@ -218,7 +218,7 @@ fn to_state(
 /// The map back as a session. Only signed-in sessions are ever written.
 fn from_state(state: &SessionState) -> Result<Session, RecordError> {
     let field = |name: &str| state.get(name).ok_or(RecordError::Encode);
-    let parse_err = |e: serde_json::Error| RecordError::corrupt(&e);
+    let parse_err = RecordError::corrupt;
     Ok(Session {
         identity: serde_json::from_str(field(IDENTITY)?).map_err(parse_err)?,
         tokens: serde_json::from_str(field(TOKENS)?).map_err(parse_err)?,

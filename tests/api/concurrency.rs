@@ -217,77 +217,131 @@ async fn two_instances_share_sign_ins_and_sessions() {
 }
 
 #[tokio::test]
-async fn tabs_racing_on_a_first_visit_get_a_clear_start_again_answer() {
-    // No binding cookie yet: five tabs' /signin requests all leave before any answer is back,
-    // so each mints a binding cookie, and the browser keeps the last one of each name (as a
-    // real one does). Sign-ins bound to a cookie the browser no longer holds must fail
-    // clearly (and safely), never sign in silently; the one whose cookie survived succeeds.
-    // (When every sign-in gets a binding of its own, issue 12 point 1, this becomes 5 of 5.)
+async fn eight_tabs_racing_on_a_first_visit_all_sign_in_whatever_the_order() {
+    // A browser with no gatehouse cookie yet (first visit, or tabs restored after the session
+    // ended) sends eight /signin at once: every answer comes back before the browser stores
+    // any cookie, and it keeps only the last cookie of each name. Reproduced deterministically:
+    // the requests go out cookie-less, then their cookies go into one jar, in arrival order.
     let app = Arc::new(spawn_app_with_idp(&[]).await);
+    let (client, jar) = browser_with_jar();
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     let mut starts = JoinSet::new();
-    for tab in 0..5 {
-        let app = app.clone();
+    for i in 0..8 {
+        let (app, bare) = (app.clone(), bare.clone());
         starts.spawn(async move {
-            // Cookie-less, like every tab of a browser that has no cookie yet.
-            let res = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client")
-                .get(app.url("/signin"))
+            let rt = format!("/tab/{i}");
+            let res = bare
+                .get(app.url(&format!("/signin?return_to={rt}")))
                 .send()
                 .await
                 .expect("signin");
             assert_eq!(res.status().as_u16(), 303);
-            let set_cookies: Vec<String> = res
+            let cookies: Vec<String> = res
                 .headers()
                 .get_all("set-cookie")
                 .iter()
                 .filter_map(|v| v.to_str().ok().map(str::to_owned))
                 .collect();
-            (tab, location(&res), set_cookies)
+            (rt, location(&res), cookies)
         });
     }
-    let mut started = Vec::new();
-    while let Some(done) = starts.join_next().await {
-        started.push(done.expect("start"));
-    }
-    started.sort_by_key(|(tab, _, _)| *tab);
-    // The answers reach the browser in tab order: the last tab's cookies win.
-    let (client, jar) = browser_with_jar();
     let origin = reqwest::Url::parse(&app.address).expect("url");
-    for (_, _, set_cookies) in &started {
-        assert!(
-            !set_cookies.is_empty(),
-            "a first visit gets a binding cookie"
-        );
-        for c in set_cookies {
-            jar.add_cookie_str(c, &origin);
+    let mut tabs = Vec::new();
+    while let Some(done) = starts.join_next().await {
+        let (rt, authorize, cookies) = done.expect("start task");
+        for cookie in &cookies {
+            jar.add_cookie_str(cookie, &origin);
+        }
+        tabs.push((rt, authorize));
+    }
+    let bound = tabs.len();
+    let mut callbacks = Vec::new();
+    for (rt, authorize) in tabs {
+        callbacks.push((rt, idp_login(&client, &authorize, "frank").await));
+    }
+    // The tab whose answer arrived last finishes first, the first one last; in between, two
+    // at once.
+    callbacks.reverse();
+    let mut finished = 0;
+    for pair in callbacks.chunks(2) {
+        let mut finishes = JoinSet::new();
+        for (rt, cb) in pair.iter().cloned() {
+            let (app, client) = (app.clone(), client.clone());
+            finishes.spawn(async move {
+                let res = app.follow_callback(&client, &cb).await;
+                let status = res.status().as_u16();
+                let loc = location(&res);
+                let body = res.text().await.unwrap_or_default();
+                (rt, status, loc, body)
+            });
+        }
+        while let Some(done) = finishes.join_next().await {
+            let (rt, status, loc, body) = done.expect("finish task");
+            assert_eq!(status, 303, "tab {rt} failed: {body}");
+            assert_eq!(loc, rt, "each tab returns to its own page");
+            finished += 1;
         }
     }
-    let mut signed_in = Vec::new();
-    for (tab, authorize, _) in &started {
-        let cb = idp_login(&client, authorize, "frank").await;
-        let mut target = reqwest::Url::parse(&app.url("/redirect")).expect("url");
-        target.set_query(reqwest::Url::parse(&cb).expect("cb").query());
-        let res = client
-            .get(target)
-            .header("accept", "text/html")
-            .send()
-            .await
-            .expect("callback");
-        match res.status().as_u16() {
-            303 => signed_in.push(*tab),
-            400 => {
-                let page = res.text().await.expect("page");
-                assert!(page.contains("Sign in again"), "{page}");
-                assert!(page.contains("invalid_state"), "{page}");
-            }
-            other => panic!("unexpected status {other}"),
-        }
-    }
-    assert_eq!(
-        signed_in,
-        vec![4],
-        "exactly the tab whose binding cookie the browser kept signs in"
+    assert_eq!(finished, bound);
+    assert_eq!(bound, 8);
+    let res = client.get(app.url("/auth")).send().await.expect("auth");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["x-auth-request-user"], "frank");
+    // Each callback deleted its own binding cookie: none is left to grow the Cookie header.
+    let header = app_cookie_header(&jar, &origin);
+    assert!(
+        !header.contains("_signin_"),
+        "binding cookies left: {header}"
     );
+}
+
+#[tokio::test]
+async fn eight_tabs_of_a_new_browser_at_once_all_sign_in_and_a_stolen_callback_still_fails() {
+    // The same race with a real shared jar: whichever cookies each request happens to carry.
+    let app = Arc::new(spawn_app_with_idp(&[]).await);
+    let (client, _jar) = browser_with_jar();
+    let mut starts = JoinSet::new();
+    for i in 0..9 {
+        let (app, client) = (app.clone(), client.clone());
+        starts.spawn(async move {
+            let rt = format!("/tab/{i}");
+            (rt.clone(), app.start_sign_in(&client, Some(&rt)).await)
+        });
+    }
+    let mut tabs = Vec::new();
+    while let Some(done) = starts.join_next().await {
+        tabs.push(done.expect("start task"));
+    }
+    tabs.sort();
+    // The ninth tab's callback URL is stolen: in another browser (which has a binding cookie
+    // of its own) it is refused and signs nobody in.
+    let (_, stolen) = tabs.pop().expect("nine tabs");
+    let stolen = idp_login(&client, &stolen, "grace").await;
+    let (thief, _thief_jar) = browser_with_jar();
+    let _ = app.start_sign_in(&thief, None).await;
+    let res = app.follow_callback(&thief, &stolen).await;
+    assert_json_error(res, 400, "invalid_state").await;
+    let res = thief.get(app.url("/auth")).send().await.expect("auth");
+    assert_eq!(res.status().as_u16(), 401, "the thief is not signed in");
+
+    let mut ok = 0;
+    for (rt, authorize) in tabs.into_iter().rev() {
+        let cb = idp_login(&client, &authorize, "grace").await;
+        let res = app.follow_callback(&client, &cb).await;
+        assert_eq!(res.status().as_u16(), 303, "tab {rt}");
+        assert_eq!(location(&res), rt);
+        ok += 1;
+    }
+    assert_eq!(ok, 8);
+}
+
+/// The `Cookie` header `jar` would send to `origin`.
+fn app_cookie_header(jar: &reqwest::cookie::Jar, origin: &reqwest::Url) -> String {
+    use reqwest::cookie::CookieStore;
+    jar.cookies(origin)
+        .and_then(|v| v.to_str().ok().map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -1615,6 +1615,22 @@ pub fn set_cookie(res: &reqwest::Response, name: &str) -> String {
         .to_owned()
 }
 
+/// The `Set-Cookie` line `res` sets for a sign-in's browser-binding cookie
+/// (`[__Host-]gatehouse_signin_<random>`; panics if none).
+pub fn binding_set_cookie(res: &reqwest::Response) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| {
+            let name = c.split('=').next().unwrap_or_default();
+            name.trim_start_matches("__Host-")
+                .starts_with("gatehouse_signin_")
+        })
+        .unwrap_or_else(|| panic!("no binding cookie"))
+        .to_owned()
+}
+
 /// A sign-in that carries gatehouse's cookies by hand (a jar would drop Secure cookies over
 /// plain http, or cookies for another domain): returns the binding cookie's `Set-Cookie` line
 /// from /signin and the callback's response.
@@ -1624,7 +1640,7 @@ pub async fn sign_in_carrying_cookies(app: &TestApp, login: &str) -> (String, re
         .build()
         .expect("client");
     let res = gate.get(app.url("/signin")).send().await.expect("signin");
-    let binding = set_cookie(&res, "gatehouse_browser");
+    let binding = binding_set_cookie(&res);
     let callback = idp_login(&browser(), &location(&res), login).await;
     let cb = Url::parse(&callback).expect("cb");
     let res = gate

@@ -80,3 +80,64 @@ async fn secrets_codes_and_tokens_never_reach_the_logs() {
         assert!(!logs.contains(&value), "the {what} appears in the logs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_pending_sign_in_is_logged_without_its_content() {
+    // serde_json's own messages quote the value they choke on: a record whose fields have the
+    // wrong type would put its verifier or nonce in the log line.
+    let dir = TempDir::new();
+    let mut vars = base_vars();
+    vars.insert("GATEHOUSE__LOG__FORMAT".into(), "json".into());
+    vars.insert("RUST_LOG".into(), "debug".into());
+    let prefix = vars["GATEHOUSE__REDIS__KEY_PREFIX"].clone();
+    let mut started = start_binary(&vars, &dir);
+    let app = TestApp::at(started.port, prefix.clone(), vars.clone());
+
+    let secret = format!("verifier-{}", gatehouse::random::token());
+    let corrupt = [
+        format!(
+            r#"{{"browser_id":"b","pkce_verifier":"v","nonce":null,"return_to":"/","created_at":"{secret}"}}"#
+        ),
+        format!(
+            r#"{{"browser_id":"b","pkce_verifier":{{"{secret}":1}},"nonce":null,"return_to":"/","created_at":0}}"#
+        ),
+        format!(
+            r#"{{"browser_id":"b","pkce_verifier":"v","nonce":["{secret}"],"return_to":"/","created_at":0}}"#
+        ),
+    ];
+    let mut conn = app.redis().await;
+    for record in &corrupt {
+        let state = gatehouse::random::token();
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}signin:{state}"))
+            .arg(record)
+            .arg("EX")
+            .arg(60)
+            .query_async(&mut conn)
+            .await
+            .expect("SET");
+        let res = app.get(&format!("/redirect?code=c&state={state}")).await;
+        assert_json_error(res, 400, "invalid_state").await;
+    }
+
+    started.child.sigterm();
+    assert_eq!(
+        started.child.wait_exit(Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let mut logs = started.early.join("\n");
+    for line in started.lines.iter() {
+        logs.push('\n');
+        logs.push_str(&line);
+    }
+    assert!(
+        !logs.contains(&secret),
+        "the stored value reached the logs: {logs}"
+    );
+    assert_eq!(
+        logs.matches("stored data could not be read").count(),
+        corrupt.len(),
+        "each corrupt record is reported: {logs}"
+    );
+    assert!(logs.contains("line"), "with where it broke: {logs}");
+}

@@ -260,13 +260,12 @@ async fn auth_passes_identity_headers_and_the_access_token_only_on_request() {
 }
 
 #[tokio::test]
-async fn the_cookie_domain_is_set_on_both_cookies() {
+async fn the_cookie_domain_is_set_on_the_session_cookie_only() {
     let app = spawn_app_with_idp(&[("GATEHOUSE__SESSION__COOKIE_DOMAIN", "gatehouse.test")]).await;
     let (binding, res) = sign_in_carrying_cookies(&app, "tess").await;
+    // The browser binding stays host-only: a sibling subdomain must not be able to plant one.
     assert!(
-        binding
-            .to_ascii_lowercase()
-            .contains("domain=gatehouse.test"),
+        !binding.to_ascii_lowercase().contains("domain="),
         "{binding}"
     );
     assert_eq!(res.status().as_u16(), 303);
@@ -285,7 +284,7 @@ async fn the_cookie_domain_is_set_on_both_cookies() {
         .send()
         .await
         .expect("signin");
-    let binding = set_cookie(&res, "gatehouse_browser");
+    let binding = binding_set_cookie(&res);
     assert!(
         !binding.to_ascii_lowercase().contains("domain="),
         "{binding}"

@@ -552,6 +552,79 @@ async fn a_three_master_cluster_signs_users_in_with_each_session_in_one_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_keeps_the_sign_in_limits_in_one_slot() {
+    // Both limits are checked by one script, which a cluster allows only on keys of one slot;
+    // each record lives in a slot of its own and is written after the script admitted it.
+    let nodes = start_cluster(None).await;
+    let seeds = format!("redis://127.0.0.1:{}", nodes[0].port);
+    let app = spawn_app_with_idp(&[
+        ("GATEHOUSE__REDIS__CLUSTER_NODES", &seeds),
+        ("GATEHOUSE__PROXY__TRUSTED", "127.0.0.1/32"),
+        ("GATEHOUSE__SIGNIN__PER_CLIENT_PER_MINUTE", "3"),
+        ("GATEHOUSE__SIGNIN__MAX_PENDING", "5"),
+    ])
+    .await;
+    let signin = |ip: &'static str| {
+        app.client
+            .get(app.url("/signin"))
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for ip in [
+        "192.0.2.1",
+        "192.0.2.1",
+        "192.0.2.1",
+        "192.0.2.1",
+        "192.0.2.2",
+    ] {
+        statuses.push(signin(ip).await.expect("signin").status().as_u16());
+    }
+    assert_eq!(statuses, [303, 303, 303, 429, 303], "three per client");
+    assert_eq!(signin("192.0.2.3").await.expect("signin").status(), 303);
+    let full = signin("192.0.2.4").await.expect("signin");
+    assert_eq!(full.status().as_u16(), 429, "five pending in all");
+    assert_eq!(
+        keyslot(
+            &nodes[0],
+            &format!("{}signin-pending:{{signin}}", app.prefix)
+        )
+        .await,
+        keyslot(
+            &nodes[0],
+            &format!("{}signin-rate:{{signin}}:192.0.2.1", app.prefix)
+        )
+        .await,
+    );
+    let records = keys_by_node(&nodes, &format!("{}signin:*", app.prefix)).await;
+    assert_eq!(records.iter().map(Vec::len).sum::<usize>(), 5);
+    // A finished sign-in frees its place at once.
+    assert_eq!(
+        app.get("/signin").await.status().as_u16(),
+        429,
+        "still full"
+    );
+    let records = keys_by_node(&nodes, &format!("{}signin:*", app.prefix)).await;
+    let key = records.concat().pop().expect("a pending record");
+    let state = key.rsplit(':').next().expect("state").to_owned();
+    let res = app
+        .client
+        .get(app.url(&format!("/redirect?state={state}&code=x")))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(res.status().as_u16(), 400, "another browser's sign-in");
+    assert_eq!(
+        app.sign_in(&app.client, "cluster-cap", None)
+            .await
+            .status()
+            .as_u16(),
+        303,
+        "its place was freed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_forms_after_start_up_is_used_once_it_is_up() {
     // gatehouse starts against nodes that are not a cluster yet (no slots): not ready, and
     // never stuck; once the cluster forms, it becomes ready without a restart.

@@ -240,6 +240,44 @@ async function twoTabsSignInAtOnce(browser) {
   await assertUpstreamSaw(b, 'alice', '/app/tab-b?x=1');
 }
 
+/// A first visit with several tabs at once (a browser restoring its tabs after the session
+/// ended, the common real case): no gatehouse cookie yet, so the tabs' sign-ins start at the
+/// same instant, and every one completes, whatever order they finish in. Each sign-in is bound
+/// to a binding cookie of its own (before, the tabs shared one name and the last answer's
+/// cookie won: the others ended on "This sign-in link is no longer valid").
+const TABS_ON_A_FIRST_VISIT = 4;
+const tabsOnAFirstVisit = (round) => async (browser) => {
+  const pages = [await page0(browser)];
+  while (pages.length < TABS_ON_A_FIRST_VISIT) pages.push(await browser.context.newPage());
+  const asked = pages.map((_, i) => `${APP}/app/round-${round}/tab-${i}?n=${i}`);
+  await Promise.all(pages.map((page, i) => page.goto(asked[i])));
+  await Promise.all(pages.map((page) => atLoginForm(page)));
+  // Each tab's protected page started its sign-in (nginx hands the 401 to gatehouse's /signin).
+  const starts = asked.map((url) => requestsTo(browser, url)[0]);
+  assert.ok(starts.every(Boolean), 'every tab asked for its page');
+  const bare = await Promise.all(
+    starts.map(async (r) => !/_signin_/.test((await r.headerValue('cookie')) ?? '')),
+  );
+  const count = bare.filter(Boolean).length;
+  console.log(`    (round ${round}: ${count} of ${starts.length} sign-ins started with no binding cookie)`);
+
+  // One login at a time at the provider (its limitation, see twoTabsSignInAtOnce); each round
+  // finishes the tabs in another order.
+  const order = [...pages.keys()];
+  if (round % 3 === 1) order.reverse();
+  if (round % 3 === 2) order.push(order.shift());
+  for (const i of order) {
+    await signInAtProvider(pages[i], 'alice', asked[i]);
+  }
+  for (const [i, page] of pages.entries()) {
+    const url = new URL(asked[i]);
+    await assertUpstreamSaw(page, 'alice', `${url.pathname}${url.search}`);
+  }
+  // Each callback deleted its own binding cookie: nothing is left to grow the Cookie header.
+  const left = (await browser.context.cookies(APP)).filter((c) => c.name.includes('_signin_'));
+  assert.deepEqual(left.map((c) => c.name), [], 'no binding cookie left');
+};
+
 /// After sign-in, the back button and the used callback URL again: a clear page with
 /// "Sign in again" (never a raw error), which works.
 async function backButtonAndUsedCallback(browser) {
@@ -385,6 +423,10 @@ async function providerDeniesConsent(browser) {
 const JOURNEYS = [
   ['sign-in lands on the page asked for', signInLandsOnThePageAskedFor],
   ['two tabs sign in at once', twoTabsSignInAtOnce],
+  ...[1, 2, 3].map((round) => [
+    `${TABS_ON_A_FIRST_VISIT} tabs at once on a first visit, round ${round}`,
+    tabsOnAFirstVisit(round),
+  ]),
   ['back button and the used callback URL', backButtonAndUsedCallback],
   ['sign-out, then the back button', signOutAndBack],
   ['the provider denies consent', providerDeniesConsent],
