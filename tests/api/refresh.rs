@@ -15,7 +15,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::helpers::*;
-use crate::id_tokens::{signed, test_jwk, TEST_KID};
+use crate::id_tokens::{other_jwk, other_key, sign_rs256, signed, test_jwk, TEST_KID};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum OnRefresh {
@@ -38,6 +38,9 @@ struct FakeState {
     code_groups: Vec<String>,
     /// When set, a refresh also answers with a new ID token stating these groups.
     refresh_groups: Option<Vec<String>>,
+    /// When set, that new ID token is signed by a key the provider has just rotated in (kid
+    /// `rotated`): verifying it makes gatehouse fetch the JWKS again.
+    refresh_rotated_key: bool,
 }
 
 #[derive(Clone)]
@@ -95,10 +98,15 @@ impl Respond for TokenEndpoint {
                         });
                         if let Some(groups) = &s.refresh_groups {
                             let now = gatehouse::identity::now_unix();
-                            body["id_token"] = json!(signed(&json!({
+                            let claims = json!({
                                 "iss": self.issuer, "sub": "frank", "aud": CLIENT_ID,
                                 "exp": now + 600, "iat": now, "groups": groups,
-                            })));
+                            });
+                            body["id_token"] = json!(if s.refresh_rotated_key {
+                                sign_rs256(&claims, "rotated", &other_key())
+                            } else {
+                                signed(&claims)
+                            });
                         }
                         ResponseTemplate::new(200)
                             .set_body_json(body)
@@ -149,6 +157,7 @@ impl Fake {
             revoked: Vec::new(),
             code_groups: Vec::new(),
             refresh_groups: None,
+            refresh_rotated_key: false,
         }));
         Mock::given(method("GET"))
             .and(path("/.well-known/openid-configuration"))
@@ -555,4 +564,66 @@ async fn a_refresh_with_new_groups_updates_the_headers() {
     let res = app.get("/auth?allowed_groups=admins").await;
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(fake.refresh_calls(), 1);
+}
+
+/// A JWKS that gains a rotated key after its first answer, and from then on answers slowly.
+#[derive(Clone)]
+struct RotatingJwks {
+    calls: Arc<Mutex<u32>>,
+    delay: Duration,
+}
+
+impl Respond for RotatingJwks {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let mut calls = self.calls.lock().expect("calls");
+        *calls += 1;
+        if *calls == 1 {
+            ResponseTemplate::new(200).set_body_json(json!({"keys": [test_jwk(TEST_KID)]}))
+        } else {
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"keys": [test_jwk(TEST_KID), other_jwk("rotated")]}))
+                .set_delay(self.delay)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slow_jwks_refetch_during_a_refresh_stays_inside_the_lease() {
+    // The access token has expired: every request needs the refresh. Its new ID token is
+    // signed by a key the provider rotated in, so gatehouse fetches the JWKS again, which
+    // takes 1.5 s. The refresh still happens once, under its lease, and everyone gets 200.
+    let fake = Fake::start(0, OnRefresh::Rotate, Duration::ZERO).await;
+    {
+        let mut s = fake.state.lock().expect("state");
+        s.refresh_groups = Some(vec!["staff".into()]);
+        s.refresh_rotated_key = true;
+    }
+    let jwks_calls = Arc::new(Mutex::new(0));
+    // Takes precedence over the fake's static JWKS (mounted later, same path).
+    Mock::given(method("GET"))
+        .and(path("/jwks"))
+        .respond_with(RotatingJwks {
+            calls: jwks_calls.clone(),
+            delay: Duration::from_millis(1500),
+        })
+        .with_priority(1)
+        .mount(&fake.mock)
+        .await;
+    let app = Arc::new(fake.app(&[]).await);
+    fake.sign_in(&app).await;
+    let statuses = statuses(&app, 10).await;
+    assert_eq!(statuses, vec![200; 10]);
+    assert_eq!(fake.refresh_calls(), 1, "exactly one refresh");
+    assert_eq!(
+        *jwks_calls.lock().expect("calls"),
+        2,
+        "one refetch of the keys"
+    );
+    assert_eq!(app.stored_tokens().await["access_token"], "at-1");
+    assert!(
+        app.keys("lock").await.is_empty(),
+        "the lease was given back"
+    );
+    let res = app.get("/auth").await;
+    assert_eq!(res.headers()["x-auth-request-groups"], "staff");
 }
