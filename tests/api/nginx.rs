@@ -589,6 +589,10 @@ async fn the_caddyfile_adapts() {
         "/redirect",
         "/signout",
         "/session",
+        // The per-location rule: /admin asks /auth with its group rule; groups reach the app.
+        "\"/admin*\"",
+        "/auth?allowed_groups=admins",
+        "X-Auth-Request-Groups",
     ] {
         assert!(text.contains(needle), "adapted Caddyfile lacks {needle}");
     }
