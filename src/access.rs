@@ -36,6 +36,10 @@ impl<'a> Who<'a, String> {
 pub struct Refusal {
     pub rule: &'static str,
     pub claims: String,
+    /// For a group rule, how many groups the user has: 0 is the usual misconfiguration (a
+    /// GROUPS_CLAIM naming a claim the provider does not send, or not in the ID token). A
+    /// count, never the groups.
+    pub groups_found: Option<usize>,
     /// For the person refused.
     pub reason: &'static str,
 }
@@ -46,6 +50,7 @@ impl Refusal {
             subject = %subject,
             rule = self.rule,
             claims = %self.claims,
+            groups_found = self.groups_found,
             "access refused {when}"
         );
     }
@@ -146,6 +151,7 @@ pub fn check_who<G: AsRef<str>>(policy: &AccessSettings, who: &Who<'_, G>) -> Re
         return Err(Refusal {
             rule: "require_email_verified",
             claims: "email, email_verified".into(),
+            groups_found: None,
             reason: "your email address is not verified by your identity provider",
         });
     }
@@ -161,6 +167,7 @@ pub fn check_who<G: AsRef<str>>(policy: &AccessSettings, who: &Who<'_, G>) -> Re
         return Err(Refusal {
             rule: "allowed_emails/allowed_email_domains",
             claims: "email, email_verified".into(),
+            groups_found: None,
             reason: "your email address is not allowed here",
         });
     }
@@ -168,6 +175,7 @@ pub fn check_who<G: AsRef<str>>(policy: &AccessSettings, who: &Who<'_, G>) -> Re
         return Err(Refusal {
             rule: "allowed_groups",
             claims: policy.groups_claim.join("."),
+            groups_found: Some(who.groups.len()),
             reason: "you are not in a group allowed here",
         });
     }
@@ -186,6 +194,7 @@ pub fn check_route<G: AsRef<str>>(
             return Err(Refusal {
                 rule: "provider",
                 claims: "(session's provider)".into(),
+                groups_found: None,
                 reason: "this page needs a sign-in with another identity provider",
             });
         }
@@ -198,6 +207,7 @@ pub fn check_route<G: AsRef<str>>(
             return Err(Refusal {
                 rule: "route allowed_emails/allowed_email_domains",
                 claims: "email, email_verified".into(),
+                groups_found: None,
                 reason: "your email address is not allowed on this page",
             });
         }
@@ -207,6 +217,7 @@ pub fn check_route<G: AsRef<str>>(
             return Err(Refusal {
                 rule: "route allowed_groups",
                 claims: policy.groups_claim.join("."),
+                groups_found: Some(who.groups.len()),
                 reason: "you are not in a group allowed on this page",
             });
         }

@@ -60,13 +60,15 @@ fn caddyfile_for(dir: &TempDir, port: u16, gatehouse: &[u16; 2], app: u16) -> St
             "reverse_proxy 127.0.0.1:{} 127.0.0.1:{}",
             gatehouse[0], gatehouse[1]
         ),
-        2,
+        // gatehouse's own pages, the /admin rule's check and the site's check.
+        3,
     );
     let body = replace(
         upstreams,
         "reverse_proxy app:80",
         &format!("reverse_proxy 127.0.0.1:{app}"),
-        1,
+        // /admin's app and the site's app.
+        2,
     );
     format!(
         "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {}\n}}\n\n{body}",
@@ -310,6 +312,30 @@ async fn signed_out_caddy_leads_to_sign_in_and_signed_in_the_app_gets_the_identi
         seen["headers"]["x-auth-request-preferred-username"], "alice",
         "{seen}"
     );
+    assert!(
+        seen["headers"].get("x-auth-request-groups").is_none(),
+        "no groups, no header (not Caddy's placeholder text): {seen}"
+    );
+    // /admin is for the group `admins` (the Caddyfile's per-location rule): alice is not in it,
+    // and gets gatehouse's 403, not a sign-in. A client's own query never reaches /auth.
+    let admin = client
+        .get(stack.url("/admin/panel?allowed_groups=staff"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("caddy answered");
+    assert_json_error(admin, 403, "access_denied").await;
+    let admin = navigate(&client, &stack.url("/admin")).await;
+    assert_eq!(admin.status().as_u16(), 403);
+    assert!(admin.headers().get("location").is_none());
+    // Neither does the site's check take a rule from the client's query.
+    let seen = echoed(
+        navigate(&client, &stack.url("/app/page?allowed_groups=admins")).await,
+        &stack,
+        "a page with a rule in its query",
+    )
+    .await;
+    assert_eq!(seen["headers"]["x-auth-request-user"], "alice");
     // gatehouse's own endpoints answer on Caddy's origin, on either instance.
     for _ in 0..2 {
         let session: serde_json::Value = client
@@ -385,7 +411,7 @@ fn the_caddyfile_adapts() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("caddy JSON");
     let text = json.to_string();
     for needle in [
-        "\"/auth\"",
+        "/auth?",
         "X-Auth-Request-User",
         "X-Auth-Request-Email",
         "X-Auth-Request-Preferred-Username",
@@ -393,6 +419,10 @@ fn the_caddyfile_adapts() {
         "/redirect",
         "/signout",
         "/session",
+        // The per-location rule: /admin asks /auth with its group rule; groups reach the app.
+        "\"/admin*\"",
+        "/auth?allowed_groups=admins",
+        "X-Auth-Request-Groups",
     ] {
         assert!(text.contains(needle), "adapted Caddyfile lacks {needle}");
     }

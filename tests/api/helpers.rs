@@ -823,26 +823,34 @@ pub fn nginx_binary() -> String {
 pub const NGINX_SNIPPET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/gatehouse.conf");
 pub const NGINX_EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx/example.conf");
 
-/// The protected `location / { ... }` block of deploy/nginx/example.conf, verbatim.
-pub fn example_protected_location() -> String {
+/// Every `location` block of deploy/nginx/example.conf's `server {}` (the per-rule internal
+/// location, `/admin` with its rule, the protected `/`), verbatim, in order.
+pub fn example_locations() -> String {
     let example = std::fs::read_to_string(NGINX_EXAMPLE).expect("example.conf readable");
-    let start = example
-        .find("location / {")
-        .expect("example.conf has a `location / {` block");
+    let mut blocks = String::new();
     let mut depth = 0;
-    for (i, c) in example[start..].char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return example[start..=start + i].to_owned();
-                }
-            }
-            _ => {}
+    let mut inside = false;
+    for line in example.lines() {
+        // Comments may hold braces (the snippet's examples do); they count for nothing.
+        let code = line.split('#').next().unwrap_or_default();
+        if depth == 1 && code.trim_start().starts_with("location ") {
+            inside = true;
+        }
+        if inside {
+            blocks.push_str(line);
+            blocks.push('\n');
+        }
+        depth += code.matches('{').count();
+        depth -= code.matches('}').count();
+        if inside && depth == 1 {
+            inside = false;
         }
     }
-    panic!("example.conf: `location / {{` is never closed");
+    assert!(
+        blocks.contains("location / {"),
+        "example.conf's server has a `location / {{` block"
+    );
+    blocks
 }
 
 /// `nginx -t` on `conf` with prefix `dir`: Ok, or Err(nginx's output).
@@ -889,7 +897,7 @@ fn is_root() -> bool {
 }
 
 /// A real nginx on 127.0.0.1:`port`, configured like deploy/nginx/example.conf: the shipped
-/// snippet included as-is, example.conf's protected `location /` verbatim, `upstream gatehouse`
+/// snippet included as-is, example.conf's locations verbatim, `upstream gatehouse`
 /// with the given instances (round-robin) and `upstream app` the echo. Test-only addition:
 /// every answer carries `X-Gatehouse-Upstream: $upstream_addr`. Killed on drop.
 pub struct Nginx {
@@ -921,7 +929,7 @@ impl Nginx {
              {location}\n\
              }}\n}}\n",
             main = nginx_main_context(&dir.path),
-            location = example_protected_location(),
+            location = example_locations(),
         );
         let conf = dir.write("nginx.conf", &conf);
         if let Err(out) = nginx_t(&dir.path, &conf) {

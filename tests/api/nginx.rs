@@ -1,8 +1,9 @@
 //! Behind a real nginx (Debian package `nginx`), configured with deploy/nginx/gatehouse.conf as
-//! shipped and deploy/nginx/example.conf's protected `location /` verbatim, in front of an echo
+//! shipped and deploy/nginx/example.conf's locations verbatim (`/` for anyone signed in,
+//! `/admin` for the group `admins` through its own internal auth location), in front of an echo
 //! app: browser sign-in back to the page asked for, API calls, sign-out, two instances
-//! round-robin. Each test has its own nginx, ports, temp dir and Redis prefix. (Caddy has
-//! tests/api/caddy.rs.)
+//! round-robin, the per-location rule. Each test has its own nginx, ports, temp dir and Redis
+//! prefix. (Caddy has tests/api/caddy.rs.)
 
 use std::collections::HashSet;
 
@@ -377,6 +378,137 @@ async fn the_auth_location_is_internal_and_identity_headers_cannot_be_forged() {
         seen["headers"]["x-auth-request-preferred-username"], "root",
         "the client's header never reaches the app: {seen}"
     );
+}
+
+/// The claims of a JWT, unverified (the assertion's own tests verify it).
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Asserts `res` is nginx passing on gatehouse's 403: no redirect (to sign-in or anywhere),
+/// nothing from the app.
+async fn assert_refused_403(res: reqwest::Response, what: &str) {
+    assert!(
+        res.headers().get("location").is_none(),
+        "{what}: no redirect, got Location {:?}",
+        location(&res)
+    );
+    let res = expect_status(res, 403, what).await;
+    let body = res.text().await.expect("body");
+    assert!(
+        !body.contains("\"headers\""),
+        "{what}: the app answered: {body}"
+    );
+}
+
+#[tokio::test]
+async fn behind_nginx_admin_needs_the_group_and_the_rest_of_the_site_does_not() {
+    let stack = behind_nginx(1, &[("GATEHOUSE__FORWARD__ASSERTION", "true")]).await;
+
+    // A member of `admins` signs in at /admin and lands there; / is open to them too.
+    let (admin, _jar) = browser_with_jar();
+    let panel = stack.url("/admin/panel?tab=1");
+    let done = sign_in_at(&stack, &admin, &panel, "x+admins").await;
+    let done = expect_status(done, 303, "the admin's callback").await;
+    assert_eq!(location(&done), panel, "back on /admin/panel");
+    for page in ["/admin/panel?tab=1", "/admin", "/"] {
+        let seen = echoed(navigate(&admin, &stack.url(page)).await, page).await;
+        let headers = &seen["headers"];
+        assert_eq!(headers["x-auth-request-user"], "x+admins", "{page}: {seen}");
+        assert_eq!(headers["x-auth-request-groups"], "admins", "{page}: {seen}");
+        assert_eq!(
+            headers["x-auth-request-email"], "x+admins@example.com",
+            "{page}: {seen}"
+        );
+        // The signed assertion reaches the app too, made for nginx's origin.
+        let assertion = headers["x-auth-request-assertion"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{page}: no assertion: {seen}"));
+        let claims = jwt_claims(assertion);
+        assert_eq!(claims["sub"], "x+admins", "{claims}");
+        assert_eq!(claims["groups"], serde_json::json!(["admins"]), "{claims}");
+        assert_eq!(claims["aud"], stack.nginx.origin.as_str(), "{claims}");
+    }
+
+    // Signed in, but not in the group: / works, /admin is 403 every time (never a redirect to
+    // sign in again, so never a loop), for page loads and API calls alike.
+    let (staff, _jar) = browser_with_jar();
+    let done = sign_in_at(&stack, &staff, &stack.url("/admin"), "y+staff").await;
+    let done = expect_status(done, 303, "the non-member's callback").await;
+    assert_eq!(location(&done), stack.url("/admin"), "sent back to /admin");
+    let seen = echoed(navigate(&staff, &stack.url("/")).await, "/ for staff").await;
+    assert_eq!(seen["headers"]["x-auth-request-user"], "y+staff", "{seen}");
+    assert_eq!(seen["headers"]["x-auth-request-groups"], "staff", "{seen}");
+    for n in 0..3 {
+        let res = navigate(&staff, &stack.url("/admin")).await;
+        assert_refused_403(res, &format!("/admin for staff, visit {n}")).await;
+    }
+    let res = navigate(&staff, &stack.url("/admin/panel?tab=1")).await;
+    assert_refused_403(res, "/admin/panel for staff").await;
+    let res = staff
+        .get(stack.url("/admin/api/users"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("nginx answered");
+    assert_refused_403(res, "an API call to /admin for staff").await;
+    // Still signed in: the refusal ended nothing.
+    let seen = echoed(navigate(&staff, &stack.url("/")).await, "/ again").await;
+    assert_eq!(seen["headers"]["x-auth-request-user"], "y+staff");
+
+    // Signed out: /admin sends a browser to sign in, and an API call gets 401 JSON.
+    let anonymous = browser();
+    let res = navigate(&anonymous, &stack.url("/admin")).await;
+    assert_sent_to_provider(res, &stack, "anonymous /admin").await;
+    assert_all_unauthorized_json(vec![(
+        "anonymous API call to /admin",
+        anonymous
+            .get(stack.url("/admin/api/users"))
+            .header("accept", "application/json"),
+    )])
+    .await;
+}
+
+#[tokio::test]
+async fn behind_nginx_a_forged_groups_header_opens_nothing_and_reaches_no_app() {
+    let stack = behind_nginx(1, &[]).await;
+    let (client, _jar) = browser_with_jar();
+    let done = sign_in_at(&stack, &client, &stack.url("/"), "zoe").await;
+    expect_status(done, 303, "signed in").await;
+
+    let forged = |path: &str| {
+        client
+            .get(stack.url(path))
+            .header("accept", HTML)
+            .header("x-auth-request-groups", "admins")
+            .header("x-auth-request-assertion", "forged.jwt.value")
+    };
+    let seen = echoed(forged("/").send().await.expect("nginx"), "forged /").await;
+    assert_eq!(seen["headers"]["x-auth-request-user"], "zoe", "{seen}");
+    let headers = seen["headers"].as_object().expect("headers");
+    assert!(
+        !headers.contains_key("x-auth-request-groups"),
+        "no groups, and the client's header is dropped: {seen}"
+    );
+    assert!(
+        !headers.contains_key("x-auth-request-assertion"),
+        "assertions off, and the client's header is dropped: {seen}"
+    );
+    let res = forged("/admin").send().await.expect("nginx");
+    assert_refused_403(res, "/admin with a forged groups header").await;
+
+    // The rule's internal location is not reachable from outside.
+    let res = client
+        .get(stack.url("/_gatehouse_auth/admins"))
+        .send()
+        .await
+        .expect("nginx answered");
+    assert_eq!(res.status().as_u16(), 404, "internal location");
 }
 
 #[tokio::test]

@@ -52,12 +52,21 @@ const common = {
 const apiClientId = 'gatehouse-api';
 const apiGroups = list(env.IDP_API_GROUPS || 'api-clients');
 const apiResource = 'urn:gatehouse:api';
+// `gatehouse login`'s native client (below) gets JWT access tokens too, for gatehouse itself
+// as a resource server (the README's `curl -H "Authorization: Bearer $(gatehouse token)"`
+// through a gate with BEARER__ENABLED and BEARER__AUDIENCES set to this audience). They carry
+// the user's groups and email, as Keycloak's do.
+const cliClientId = 'gatehouse-cli';
+const cliResource = env.IDP_CLI_AUDIENCE || 'http://gatehouse.test';
 const resources = new Map([
   [apiResource, { audience: clientId }],
+  [cliResource, { audience: cliResource }],
   ['urn:gatehouse:other-api', { audience: 'other-api' }],
   ['urn:gatehouse:expired', { audience: clientId, expired: true }],
   ['urn:gatehouse:wrong-issuer', { audience: clientId, issuer: 'https://issuer.invalid' }],
 ]);
+
+const defaultResources = new Map([[apiClientId, apiResource], [cliClientId, cliResource]]);
 
 const clients = [
   { ...common, client_id: clientId, client_secret: clientSecret, token_endpoint_auth_method: 'client_secret_basic' },
@@ -74,7 +83,7 @@ const clients = [
   // `gatehouse login` (RFC 8252): a public, native client with a loopback redirect URI, which
   // matches on any port (7.3; oidc-provider does that for native clients by itself).
   {
-    client_id: 'gatehouse-cli',
+    client_id: cliClientId,
     application_type: 'native',
     token_endpoint_auth_method: 'none',
     redirect_uris: ['http://127.0.0.1/callback'],
@@ -176,10 +185,9 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      // Only the API client gets a resource by default: the other clients' access tokens stay
-      // opaque (and usable at userinfo), as before.
-      defaultResource: (_ctx, client, oneOf) => oneOf
-        ?? (client?.clientId === apiClientId ? apiResource : undefined),
+      // Only the API client and the native client get a resource by default: the other
+      // clients' access tokens stay opaque (and usable at userinfo), as before.
+      defaultResource: (_ctx, client, oneOf) => oneOf ?? defaultResources.get(client?.clientId),
       getResourceServerInfo: (_ctx, indicator) => {
         const resource = resources.get(indicator);
         if (!resource) throw new errors.InvalidTarget();
@@ -191,13 +199,28 @@ const provider = new Provider(issuer, {
           jwt: { sign: { alg: 'RS256' } },
         };
       },
-      useGrantedResource: () => false,
+      // With `openid` in the scope oidc-provider otherwise gives the code's access token to
+      // userinfo (opaque) unless the token request names the resource again, which an
+      // ordinary OAuth client (gatehouse login, any CLI) does not do.
+      useGrantedResource: (ctx) => ctx.oidc.client?.clientId === cliClientId,
     },
   },
-  // An API client's tokens carry groups, as a user's ID token does.
-  extraTokenClaims: (_ctx, token) => (token.kind === 'ClientCredentials'
-    ? { groups: apiGroups, realm_access: { roles: apiGroups } }
-    : undefined),
+  // An API client's tokens carry groups, as a user's ID token does; a user's JWT access token
+  // (the native client's) carries the user's groups, email and name.
+  extraTokenClaims: async (_ctx, token) => {
+    if (token.kind === 'ClientCredentials') {
+      return { groups: apiGroups, realm_access: { roles: apiGroups } };
+    }
+    if (token.kind === 'AccessToken' && token.resourceServer && token.accountId) {
+      const {
+        email, email_verified, preferred_username, groups, realm_access,
+      } = await accountFor(token.accountId).claims();
+      return {
+        email, email_verified, preferred_username, groups, realm_access,
+      };
+    }
+    return undefined;
+  },
   formats: {
     customizers: {
       // Signed like any other token, but expired an hour ago, or naming another issuer.

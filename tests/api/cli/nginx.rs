@@ -6,14 +6,14 @@ use crate::helpers::*;
 // ---- Through nginx, with a bearer token ----
 
 /// The audience the development provider puts in the CLI client's JWT access tokens, which
-/// BEARER__AUDIENCES must accept. Set by the provider's resource-indicator settings (issue 10).
+/// BEARER__AUDIENCES must accept: its default resource for `gatehouse-cli`
+/// (`IDP_CLI_AUDIENCE`, tests/idp/README.md).
 const CLI_ACCESS_TOKEN_AUDIENCE: &str = "http://gatehouse.test";
 
 /// The README's path, exactly: `gatehouse login`, then `curl` through nginx with
 /// `$(gatehouse token)`. Needs `/auth` to accept bearer tokens and the development provider to
 /// issue JWT access tokens to `gatehouse-cli`.
 #[tokio::test]
-#[ignore = "needs BEARER on /auth (issue 10)"]
 async fn login_then_curl_through_nginx_with_the_token() {
     let stack = behind_nginx(
         1,
@@ -44,7 +44,7 @@ async fn login_then_curl_through_nginx_with_the_token() {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_gatehouse"))
         .parent()
         .expect("bin dir");
-    let curl = |with_token: bool| {
+    let curl = |with_token: bool, path: &str| {
         let header = if with_token {
             format!("-H \"Authorization: Bearer $(gatehouse token --server {origin})\"")
         } else {
@@ -53,7 +53,7 @@ async fn login_then_curl_through_nginx_with_the_token() {
         // An API call: without a valid token it gets 401, not the sign-in redirect.
         let script = format!(
             "curl -s -w '\\n%{{http_code}}' -H 'Accept: application/json' {header} {}",
-            stack.url("/api/hello")
+            stack.url(path)
         );
         let mut cmd = tokio::process::Command::new("sh");
         cmd.args(["-c", &script])
@@ -68,14 +68,24 @@ async fn login_then_curl_through_nginx_with_the_token() {
             .env("XDG_CONFIG_HOME", home.path.join("config"));
         cmd
     };
-    let out = curl(true).output().await.expect("curl runs");
+    let out = curl(true, "/api/hello").output().await.expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').expect("status line");
     assert_eq!(status, "200", "{text}");
     let echoed: serde_json::Value = serde_json::from_str(body).expect("the app's echo");
     assert_eq!(echoed["headers"]["x-auth-request-user"], "carla");
+    assert_eq!(
+        echoed["headers"]["x-auth-request-email"], "carla@example.com",
+        "the token's verified email: {echoed}"
+    );
 
-    let out = curl(false).output().await.expect("curl runs");
+    let out = curl(false, "/api/hello").output().await.expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.ends_with("\n401"), "without the token: {text}");
+
+    // The per-location rule holds for tokens too: carla is in no group, so /admin (group
+    // `admins` in example.conf) is 403, not 401: the token is fine, the rule refuses.
+    let out = curl(true, "/admin/api").output().await.expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.ends_with("\n403"), "/admin with carla's token: {text}");
 }
