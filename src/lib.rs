@@ -4,6 +4,7 @@ pub mod access;
 pub mod browser;
 pub mod config;
 pub mod cookie_keys;
+pub mod directory;
 pub mod error;
 pub mod identity;
 pub mod keys;

@@ -4,8 +4,22 @@ use gatehouse::startup::Application;
 /// Exit status for a settings or start-up problem (distinct from a crash).
 const EXIT_CONFIG: i32 = 2;
 
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let first = args.first().map(String::as_str).unwrap_or_default();
+    if gatehouse::directory::admin::COMMANDS.contains(&first) {
+        // LEAD: pass the session index's SessionEnder here (users block, sessions revoke).
+        std::process::exit(gatehouse::directory::admin::main(&args, |_| {
+            Err::<gatehouse::directory::admin::Unwired, _>(
+                "the session index is not wired into this build yet".to_owned(),
+            )
+        }));
+    }
+    serve();
+}
+
 #[actix_web::main]
-async fn main() {
+async fn serve() {
     let loaded = match Settings::load(Sources::from_process()) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -73,6 +73,9 @@ pub struct AppState {
     pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
     pub public_url: String,
+    /// The durable directory (users, blocks) and the audit queue.
+    pub directory: crate::directory::Directory,
+    pub audit: crate::directory::Audit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,11 @@ impl Application {
         let store = RedisStore::connect(&settings.redis)
             .map_err(|e| StartupError::Setting(e.to_string()))?
             .observed(Arc::new(move |took, ok| redis_metrics.redis_call(took, ok)));
+        // Migrates when DATABASE__MIGRATE is on (an unreachable database stops start-up);
+        // otherwise connects lazily: serving needs only Redis.
+        let (directory, audit) = crate::directory::start(&settings.database, metrics.audit())
+            .await
+            .map_err(|e| StartupError::Setting(e.to_string()))?;
         let provider = Arc::new(ProviderSlot::default());
         provider
             .start(settings.provider.clone(), settings.server.clone())
@@ -150,6 +158,8 @@ impl Application {
                 .to_owned(),
             provider,
             store: store.clone(),
+            directory,
+            audit,
         });
         let session_store = RedisSessionStore::new(store, settings.session.ttl);
         let session = settings.session.clone();

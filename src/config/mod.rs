@@ -8,6 +8,7 @@
 //! `read` that validates it; `reader.rs` knows where values come from.
 
 mod access;
+mod database;
 mod misc;
 mod provider;
 mod reader;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub use access::{AccessSettings, ForwardSettings};
+pub use database::{DatabaseSettings, Engine};
 pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
@@ -71,6 +73,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "access.allowed_groups",
     "access.groups_claim",
     "access.allow_any_user",
+    "database.url",
+    "database.migrate",
     "proxy.trusted",
     "forward.pass_access_token",
     "metrics.bind",
@@ -107,6 +111,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     pub ui: UiSettings,
+    pub database: DatabaseSettings,
 }
 
 /// Where settings come from; the process uses [`Sources::from_process`], tests build their own.
@@ -172,6 +177,7 @@ impl Settings {
             metrics: MetricsSettings::read(r)?,
             log: LogSettings::read(r)?,
             ui: UiSettings::read(r)?,
+            database: DatabaseSettings::read(r)?,
         })
     }
 }

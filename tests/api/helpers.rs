@@ -65,6 +65,8 @@ pub fn base_vars() -> HashMap<String, String> {
         ("GATEHOUSE__SESSION__COOKIE_SECURE", "false".to_owned()),
         // The tests that are not about access rules let every signed-in user pass, and say so.
         ("GATEHOUSE__ACCESS__ALLOW_ANY_USER", "true".to_owned()),
+        // Each app its own directory: a fresh SQLite file (see crate::databases for PostgreSQL).
+        ("GATEHOUSE__DATABASE__URL", crate::databases::fresh_sqlite_url()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -1,11 +1,14 @@
 //! One integration-test binary (faster to link than many). Modules by concern.
 
+mod databases;
 mod helpers;
 
 mod access_and_keys;
+mod audit;
 mod binary;
 mod browser;
 mod concurrency;
+mod directory;
 mod discovery;
 mod docs;
 mod errors;
