@@ -24,12 +24,8 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
         let url = r.required("database.url")?;
-        let engine = engine_of(&url).ok_or_else(|| {
-            invalid(
-                "database.url",
-                "must be a sqlite://PATH or postgres:// URL",
-            )
-        })?;
+        let engine = engine_of(&url)
+            .ok_or_else(|| invalid("database.url", "must be a sqlite://PATH or postgres:// URL"))?;
         Ok(DatabaseSettings {
             url: SecretString::from(url),
             engine,
@@ -39,12 +35,8 @@ impl DatabaseSettings {
 
     /// For code outside the settings (tests, tools) that build settings by hand.
     pub fn new(url: &str, migrate: bool) -> Result<Self, SettingsError> {
-        let engine = engine_of(url).ok_or_else(|| {
-            invalid(
-                "database.url",
-                "must be a sqlite://PATH or postgres:// URL",
-            )
-        })?;
+        let engine = engine_of(url)
+            .ok_or_else(|| invalid("database.url", "must be a sqlite://PATH or postgres:// URL"))?;
         Ok(DatabaseSettings {
             url: SecretString::from(url.to_owned()),
             engine,
@@ -75,12 +67,21 @@ mod tests {
 
     #[test]
     fn engines_by_scheme() {
-        assert_eq!(engine_of("sqlite://data/gatehouse.db"), Some(Engine::Sqlite));
+        assert_eq!(
+            engine_of("sqlite://data/gatehouse.db"),
+            Some(Engine::Sqlite)
+        );
         assert_eq!(engine_of("sqlite:///var/lib/g.db"), Some(Engine::Sqlite));
         assert_eq!(engine_of("SQLITE://x.db"), Some(Engine::Sqlite));
         assert_eq!(engine_of("postgres://u:p@h/db"), Some(Engine::Postgres));
         assert_eq!(engine_of("postgresql://h/db"), Some(Engine::Postgres));
-        for bad in ["sqlite:", "mysql://h/db", "postgres:h", "data/gatehouse.db", ""] {
+        for bad in [
+            "sqlite:",
+            "mysql://h/db",
+            "postgres:h",
+            "data/gatehouse.db",
+            "",
+        ] {
             assert_eq!(engine_of(bad), None, "{bad}");
         }
     }

@@ -10,7 +10,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{AuditEvent, AuditFilter, Directory, DirectoryError, EventKind, SessionEnder};
-use crate::config::{Settings, Sources};
+use crate::config::{env_name, Settings, Sources};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -59,9 +59,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 match flag {
                     "--subject" => audit.subject = Some(subject_arg(value)?),
                     _ => {
-                        audit.since = Some(value.parse().map_err(|_| {
-                            format!("--since must be unix seconds, got {value:?}")
-                        })?)
+                        audit.since =
+                            Some(value.parse().map_err(|_| {
+                                format!("--since must be unix seconds, got {value:?}")
+                            })?)
                     }
                 }
             }
@@ -87,9 +88,7 @@ fn flags<'a>(words: &[&'a str], known: &[&'a str]) -> Result<Vec<(&'a str, &'a s
             Some((name, value)) => (name, value),
             None => (
                 *word,
-                *rest
-                    .next()
-                    .ok_or_else(|| format!("{word} needs a value"))?,
+                *rest.next().ok_or_else(|| format!("{word} needs a value"))?,
             ),
         };
         let Some(name) = known.iter().find(|k| **k == name) else {
@@ -143,6 +142,10 @@ where
     let settings = loaded.settings;
     let outcome: Result<(), AdminError> = runtime.block_on(async {
         let directory = Directory::open(&settings.database)?;
+        // As the server would at start-up: a fresh install works before the server first ran.
+        if settings.database.migrate && command != Command::Migrate {
+            directory.migrate().await?;
+        }
         let mut out = std::io::stdout().lock();
         let result = match &command {
             Command::Block(_) | Command::RevokeSessions(_) => {
@@ -158,6 +161,15 @@ where
         Ok(()) => EXIT_OK,
         // `gatehouse audit | head`: the reader has what it wanted.
         Err(AdminError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e @ AdminError::Directory(_)) => {
+            let text = e.to_string();
+            let setting = env_name("database.url");
+            if text.contains(&setting) {
+                fail(EXIT_FAILED, &text)
+            } else {
+                fail(EXIT_FAILED, &format!("the database ({setting}): {text}"))
+            }
+        }
         Err(e) => fail(EXIT_FAILED, &e.to_string()),
     }
 }
@@ -272,9 +284,7 @@ pub async fn run(
                     writeln!(out, "{line}")?;
                 }
                 match page.last() {
-                    Some(last) if page.len() == PAGE as usize => {
-                        after = Some(last.subject.clone())
-                    }
+                    Some(last) if page.len() == PAGE as usize => after = Some(last.subject.clone()),
                     _ => break,
                 }
             }
@@ -331,7 +341,10 @@ mod tests {
             parse(&words("sessions revoke --subject=alice")),
             Ok(Command::RevokeSessions("alice".into()))
         );
-        assert_eq!(parse(&words("audit")), Ok(Command::Audit(AuditArgs::default())));
+        assert_eq!(
+            parse(&words("audit")),
+            Ok(Command::Audit(AuditArgs::default()))
+        );
         assert_eq!(
             parse(&words("audit --since 100 --subject bob")),
             Ok(Command::Audit(AuditArgs {

@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn the_embedded_list_matches_the_migration_folders() {
         for (folder, pick) in [
-            ("sqlite", (|m: &Source| m.sqlite) as fn(&Source) -> &'static str),
+            (
+                "sqlite",
+                (|m: &Source| m.sqlite) as fn(&Source) -> &'static str,
+            ),
             ("postgres", |m: &Source| m.postgres),
         ] {
             let dir = format!("{}/migrations/{folder}", env!("CARGO_MANIFEST_DIR"));
@@ -180,7 +183,10 @@ mod tests {
                         .next()
                         .and_then(|v| v.parse().ok())
                         .expect("NNNN_name.sql");
-                    (version, std::fs::read_to_string(format!("{dir}/{n}")).expect("sql"))
+                    (
+                        version,
+                        std::fs::read_to_string(format!("{dir}/{n}")).expect("sql"),
+                    )
                 })
                 .collect();
             files.sort();

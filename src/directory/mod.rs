@@ -110,10 +110,7 @@ impl Directory {
     /// the pool's home.
     pub fn open(settings: &DatabaseSettings) -> Result<Directory, DirectoryError> {
         let unusable = |e: sqlx::Error| {
-            DirectoryError::Local(format!(
-                "{} is not usable: {e}",
-                env_name("database.url")
-            ))
+            DirectoryError::Local(format!("{} is not usable: {e}", env_name("database.url")))
         };
         let pool = match settings.engine {
             Engine::Sqlite => {
@@ -193,7 +190,9 @@ impl Directory {
 fn make_parent_folder(options: &SqliteConnectOptions) -> Result<(), DirectoryError> {
     let file = options.get_filename();
     match file.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() && file != std::path::Path::new(":memory:") => {
+        Some(parent)
+            if !parent.as_os_str().is_empty() && file != std::path::Path::new(":memory:") =>
+        {
             std::fs::create_dir_all(parent).map_err(|e| {
                 DirectoryError::Local(format!(
                     "the folder {} cannot be created: {e}",

@@ -115,8 +115,14 @@ async fn audit_filters_and_pages_oldest_first() {
             since: Some(20),
         };
         let first = d.audit_page(&filter, None, 1).await.expect("page 1");
-        let second = d.audit_page(&filter, first.last(), 1).await.expect("page 2");
-        let third = d.audit_page(&filter, second.last(), 1).await.expect("page 3");
+        let second = d
+            .audit_page(&filter, first.last(), 1)
+            .await
+            .expect("page 2");
+        let third = d
+            .audit_page(&filter, second.last(), 1)
+            .await
+            .expect("page 3");
         let times: Vec<u64> = [first, second, third]
             .concat()
             .iter()
@@ -151,7 +157,10 @@ async fn a_database_outage_delays_nothing_and_events_are_written_when_it_returns
         assert_eq!(metrics.pending.get(), 50);
 
         outage.end().await;
-        audit.flush(PATIENCE).await.expect("written once it is back");
+        audit
+            .flush(PATIENCE)
+            .await
+            .expect("written once it is back");
         assert_eq!(metrics.degraded.get(), 0);
         assert_eq!(metrics.pending.get(), 0);
         let subjects: Vec<String> = all_events(&d)
@@ -187,7 +196,10 @@ async fn what_overflows_the_queue_is_counted_and_the_rest_is_kept() {
         assert_eq!(metrics.pending.get(), 6);
 
         outage.end().await;
-        audit.flush(PATIENCE).await.expect("written once it is back");
+        audit
+            .flush(PATIENCE)
+            .await
+            .expect("written once it is back");
         let subjects: Vec<String> = all_events(&d)
             .await
             .into_iter()

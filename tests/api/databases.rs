@@ -5,37 +5,13 @@
 #![allow(dead_code)] // each test module uses a different part
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use gatehouse::config::DatabaseSettings;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::Connection;
 
-/// A fresh SQLite URL in this test process's own folder under the temp dir. Folders of test
-/// processes that have exited are removed the first time a process asks.
-pub fn fresh_sqlite_url() -> String {
-    let file = process_folder().join(format!("{}.db", gatehouse::random::token()));
-    format!("sqlite://{}", file.display())
-}
-
-fn process_folder() -> &'static PathBuf {
-    static FOLDER: OnceLock<PathBuf> = OnceLock::new();
-    FOLDER.get_or_init(|| {
-        let root = std::env::temp_dir().join("gatehouse-test-db");
-        if let Ok(entries) = std::fs::read_dir(&root) {
-            for entry in entries.flatten() {
-                let pid = entry.file_name().to_string_lossy().into_owned();
-                if pid.parse::<u32>().is_ok() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        let folder = root.join(std::process::id().to_string());
-        std::fs::create_dir_all(&folder).expect("test database folder");
-        folder
-    })
-}
+pub use crate::helpers::fresh_sqlite_url;
 
 /// The PostgreSQL server the tests use: a URL to its `postgres` database as a superuser.
 pub fn postgres_admin_url() -> String {
@@ -80,7 +56,10 @@ impl TestDb {
     /// `CREATE DATABASE t_<random>` on the test server.
     pub async fn postgres() -> TestDb {
         let admin = postgres_admin_url();
-        let name = format!("t_{}", gatehouse::random::token().to_lowercase().replace('-', "_"));
+        let name = format!(
+            "t_{}",
+            gatehouse::random::token().to_lowercase().replace('-', "_")
+        );
         let mut conn = PgConnection::connect(&admin)
             .await
             .expect("the test PostgreSQL answers (GATEHOUSE_TEST_POSTGRES_URL)");

@@ -4,9 +4,7 @@
 use std::sync::Mutex;
 
 use gatehouse::directory::admin;
-use gatehouse::directory::{
-    AuditFilter, Blocked, Directory, SessionEndError, SessionEnder,
-};
+use gatehouse::directory::{AuditFilter, Blocked, Directory, SessionEndError, SessionEnder};
 
 use crate::databases::*;
 
@@ -21,8 +19,17 @@ async fn migrations_apply_once_and_again_as_a_no_op() {
     for db in TestDb::both().await {
         let directory = migrated(&db).await;
         // Again: nothing pending, same version, nothing broken.
-        assert_eq!(directory.migrate().await.expect("again"), 1, "{:?}", db.kind);
-        assert!(directory.users_page(None, 10).await.expect("users").is_empty());
+        assert_eq!(
+            directory.migrate().await.expect("again"),
+            1,
+            "{:?}",
+            db.kind
+        );
+        assert!(directory
+            .users_page(None, 10)
+            .await
+            .expect("users")
+            .is_empty());
         db.remove().await;
     }
 }
@@ -30,12 +37,13 @@ async fn migrations_apply_once_and_again_as_a_no_op() {
 #[tokio::test]
 async fn sqlite_creates_the_file_and_its_folders() {
     let db = TestDb::sqlite();
-    let nested = db.sqlite_path().with_extension("d").join("a/b/gatehouse.db");
-    let settings = gatehouse::config::DatabaseSettings::new(
-        &format!("sqlite://{}", nested.display()),
-        true,
-    )
-    .expect("settings");
+    let nested = db
+        .sqlite_path()
+        .with_extension("d")
+        .join("a/b/gatehouse.db");
+    let settings =
+        gatehouse::config::DatabaseSettings::new(&format!("sqlite://{}", nested.display()), true)
+            .expect("settings");
     let directory = Directory::open(&settings).expect("opens");
     assert_eq!(directory.migrate().await.expect("migrates"), 1);
     assert!(nested.is_file(), "{} created", nested.display());
@@ -74,9 +82,16 @@ async fn sign_ins_are_recorded_and_blocks_kept() {
             .await
             .expect("second");
         // Out of order (another instance, a late batch): first and last seen stay right.
-        d.record_signin("alice", None, None, 1_500).await.expect("third");
+        d.record_signin("alice", None, None, 1_500)
+            .await
+            .expect("third");
         let alice = d.user("alice").await.expect("read").expect("known");
-        assert_eq!(alice.email.as_deref(), Some("alice@example.com"), "{:?}", db.kind);
+        assert_eq!(
+            alice.email.as_deref(),
+            Some("alice@example.com"),
+            "{:?}",
+            db.kind
+        );
         assert_eq!(alice.name.as_deref(), Some("Alice A."));
         assert_eq!(alice.first_seen_at, Some(1_000));
         assert_eq!(alice.last_seen_at, Some(2_000));
@@ -126,7 +141,11 @@ async fn an_unreachable_database_makes_the_blocked_check_unknown_not_an_error() 
     for url in [dead, unopenable] {
         let settings = gatehouse::config::DatabaseSettings::new(&url, false).expect("settings");
         let directory = Directory::open(&settings).expect("opening never connects");
-        assert_eq!(directory.is_blocked("alice").await, Blocked::Unknown, "{url}");
+        assert_eq!(
+            directory.is_blocked("alice").await,
+            Blocked::Unknown,
+            "{url}"
+        );
         assert!(directory.ping().await.is_err(), "{url}");
         assert!(directory.migrate().await.is_err(), "{url}");
     }
@@ -184,7 +203,9 @@ async fn block_ends_every_session_through_the_seam_refuses_sign_ins_and_is_audit
             .await
             .expect("seen");
         let sessions = FakeSessions::ending(3);
-        let out = run(&d, &sessions, "users block alice").await.expect("blocks");
+        let out = run(&d, &sessions, "users block alice")
+            .await
+            .expect("blocks");
         assert_eq!(
             out,
             [serde_json::json!({"subject": "alice", "blocked": true, "sessions_ended": 3})]
@@ -201,10 +222,17 @@ async fn block_ends_every_session_through_the_seam_refuses_sign_ins_and_is_audit
         );
         assert_eq!(sessions.asked(), ["alice", "alice"]);
 
-        let out = run(&d, &sessions, "users unblock alice").await.expect("unblocks");
-        assert_eq!(out, [serde_json::json!({"subject": "alice", "blocked": false})]);
+        let out = run(&d, &sessions, "users unblock alice")
+            .await
+            .expect("unblocks");
+        assert_eq!(
+            out,
+            [serde_json::json!({"subject": "alice", "blocked": false})]
+        );
         assert_eq!(d.is_blocked("alice").await, Blocked::No);
-        let err = run(&d, &sessions, "users unblock nobody").await.expect_err("unknown");
+        let err = run(&d, &sessions, "users unblock nobody")
+            .await
+            .expect_err("unknown");
         assert!(err.contains("nobody"), "{err}");
 
         let events: Vec<(String, Option<String>)> = d
@@ -243,7 +271,9 @@ async fn a_block_whose_sessions_cannot_be_ended_still_blocks_and_says_so() {
         asked: Mutex::new(Vec::new()),
         result: Err("redis is unavailable".into()),
     };
-    let err = run(&d, &sessions, "users block bob").await.expect_err("fails");
+    let err = run(&d, &sessions, "users block bob")
+        .await
+        .expect_err("fails");
     assert!(
         err.contains("bob is blocked") && err.contains("redis is unavailable"),
         "{err}"

@@ -4,6 +4,7 @@ mod databases;
 mod helpers;
 
 mod access_and_keys;
+mod admin_cli;
 mod audit;
 mod binary;
 mod browser;
