@@ -6,11 +6,11 @@
 //! straight from the token endpoint over a connection we opened, which OIDC Core allows as the
 //! basis of trust for the code flow; the provider warns about that once at start.
 
-use base64::Engine;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::jwks::{allowed_algorithm, KeyError, KeySet};
+use super::jwks::KeySet;
+use super::jws::{self, Jws, JwsError};
 use crate::identity::Identity;
 
 /// Clock skew we tolerate on `exp` and `iat`.
@@ -59,21 +59,18 @@ pub enum IdTokenError {
     Subject,
 }
 
-impl From<KeyError> for IdTokenError {
-    fn from(e: KeyError) -> Self {
+impl From<JwsError> for IdTokenError {
+    fn from(e: JwsError) -> Self {
         match e {
-            KeyError::UnknownKey => IdTokenError::UnknownKey,
-            KeyError::BadSignature => IdTokenError::Signature,
-            KeyError::Unavailable(why) => IdTokenError::KeysUnavailable(why),
+            JwsError::Format => IdTokenError::Format,
+            JwsError::Unsigned => IdTokenError::Unsigned,
+            JwsError::Algorithm(alg) => IdTokenError::Algorithm(alg),
+            JwsError::Critical => IdTokenError::Critical,
+            JwsError::UnknownKey => IdTokenError::UnknownKey,
+            JwsError::Signature => IdTokenError::Signature,
+            JwsError::KeysUnavailable(why) => IdTokenError::KeysUnavailable(why),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    kid: Option<String>,
-    crit: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -114,41 +111,16 @@ struct Claims {
     preferred_username: Option<String>,
 }
 
-fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 /// A token split and decoded, nothing verified yet.
 struct Parsed<'a> {
-    header: Header,
+    jws: Jws<'a>,
     claims: Claims,
-    /// `header.payload` exactly as received: what the signature covers.
-    signing_input: &'a str,
-    signature: &'a str,
 }
 
 fn parse(token: &str) -> Result<Parsed<'_>, IdTokenError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(IdTokenError::Format);
-    };
-    let signing_input = &token[..header.len() + 1 + payload.len()];
-    let header: Header = decode_part(header).ok_or(IdTokenError::Format)?;
-    if header.alg.eq_ignore_ascii_case("none") {
-        return Err(IdTokenError::Unsigned);
-    }
-    let claims: Claims = decode_part(payload).ok_or(IdTokenError::Claims)?;
-    Ok(Parsed {
-        header,
-        claims,
-        signing_input,
-        signature,
-    })
+    let jws = jws::split(token)?;
+    let claims: Claims = jws.claims().ok_or(IdTokenError::Claims)?;
+    Ok(Parsed { jws, claims })
 }
 
 /// The full check: the signature against `keys` (when the provider has a JWKS), then the
@@ -160,29 +132,9 @@ pub async fn verify(
 ) -> Result<Identity, IdTokenError> {
     let parsed = parse(token)?;
     if let Some(keys) = keys {
-        let alg = allowed_algorithm(&parsed.header.alg)
-            .ok_or_else(|| IdTokenError::Algorithm(printable(&parsed.header.alg)))?;
-        // RFC 7515 4.1.11: critical extensions we do not understand make the token invalid.
-        if parsed.header.crit.is_some() {
-            return Err(IdTokenError::Critical);
-        }
-        keys.verify(
-            parsed.signing_input.as_bytes(),
-            parsed.signature,
-            parsed.header.kid.as_deref(),
-            alg,
-        )
-        .await?;
+        parsed.jws.verify(keys).await?;
     }
     check_claims(parsed.claims, expect)
-}
-
-/// The header's `alg` as it may appear in a log line: the sender chose it.
-fn printable(alg: &str) -> String {
-    alg.chars()
-        .filter(char::is_ascii_graphic)
-        .take(16)
-        .collect()
 }
 
 /// Claims only, for providers without a JWKS (see the module comment).
@@ -232,6 +184,8 @@ fn check_claims(claims: Claims, expect: &Expectations) -> Result<Identity, IdTok
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     fn b64(v: &serde_json::Value) -> String {

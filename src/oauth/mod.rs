@@ -9,6 +9,8 @@ pub mod discovery;
 mod http;
 pub mod id_token;
 pub mod jwks;
+pub mod jws;
+pub mod logout_token;
 pub mod slot;
 pub mod userinfo;
 

@@ -11,6 +11,7 @@
 //! `{…}` is a hash tag); a pending sign-in is a lone key and keeps `<prefix>signin:<state>`.
 
 pub mod locks;
+pub mod logout_jti;
 pub mod pending;
 pub mod sessions;
 

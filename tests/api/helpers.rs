@@ -377,42 +377,49 @@ pub fn idp() -> &'static Idp {
                 _child: None,
             };
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp");
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(dir)
-            .env("IDP_PORT", port.to_string())
-            .env("IDP_EXIT_WITH_STDIN", "1")
-            // The loopback URIs match any port (RFC 8252 7.3, see tests/idp): gatehouse
-            // behind a test nginx has PUBLIC_URL http://127.0.0.1:<port>.
-            .env(
-                "IDP_REDIRECT_URIS",
-                format!("{PUBLIC_URL}/redirect,http://127.0.0.1/redirect"),
-            )
-            .env(
-                "IDP_POST_LOGOUT_REDIRECT_URIS",
-                format!("{PUBLIC_URL}/,http://127.0.0.1/"),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs tests/idp/server.mjs (run `npm ci` in tests/idp, or scripts/test)");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.any(|l| l.map(|l| l.contains("idp listening")).unwrap_or(false));
-        assert!(ready, "the development provider did not start");
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Idp {
-            issuer: format!("http://127.0.0.1:{port}"),
-            _child: Some(child),
-        }
+        spawn_idp(&[])
     })
+}
+
+/// A development provider of the caller's own, with extra `IDP_*` variables (e.g.
+/// `IDP_BACKCHANNEL_URI`); it exits when the returned `Idp` is dropped (its stdin closes).
+pub fn spawn_idp(extra_env: &[(&str, String)]) -> Idp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp");
+    let mut child = Command::new("node")
+        .arg("server.mjs")
+        .current_dir(dir)
+        .env("IDP_PORT", port.to_string())
+        .env("IDP_EXIT_WITH_STDIN", "1")
+        // The loopback URIs match any port (RFC 8252 7.3, see tests/idp): gatehouse
+        // behind a test nginx has PUBLIC_URL http://127.0.0.1:<port>.
+        .env(
+            "IDP_REDIRECT_URIS",
+            format!("{PUBLIC_URL}/redirect,http://127.0.0.1/redirect"),
+        )
+        .env(
+            "IDP_POST_LOGOUT_REDIRECT_URIS",
+            format!("{PUBLIC_URL}/,http://127.0.0.1/"),
+        )
+        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node runs tests/idp/server.mjs (run `npm ci` in tests/idp, or scripts/test)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.any(|l| l.map(|l| l.contains("idp listening")).unwrap_or(false));
+    assert!(ready, "the development provider did not start");
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Idp {
+        issuer: format!("http://127.0.0.1:{port}"),
+        _child: Some(child),
+    }
 }
 
 fn resolve(base: &str, location: &str) -> String {

@@ -18,6 +18,7 @@ mod faults;
 mod health;
 mod hostile;
 mod id_tokens;
+mod logout_tokens;
 mod logs;
 mod metrics;
 mod nginx;
