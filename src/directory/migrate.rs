@@ -75,6 +75,15 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
+/// Migrations a newer release applied are tolerated (not "missing"): during a rolling upgrade,
+/// or after a rollback, an older binary must still start on the newer schema. So migrations only
+/// ever add (tables, columns with defaults, indexes).
+async fn migrator(dialect: Dialect) -> Result<Migrator, DirectoryError> {
+    let mut migrator = Migrator::new(Embedded(dialect)).await?;
+    migrator.set_ignore_missing(true);
+    Ok(migrator)
+}
+
 /// Applies what is pending; returns the schema version (the highest applied).
 pub(super) async fn run(pool: &Pool) -> Result<i64, DirectoryError> {
     match pool {
@@ -92,7 +101,7 @@ pub(super) async fn run(pool: &Pool) -> Result<i64, DirectoryError> {
             {
                 tracing::debug!(error = %e, "SQLite stays in its journal mode");
             }
-            Migrator::new(Embedded(Dialect::Sqlite))
+            migrator(Dialect::Sqlite)
                 .await?
                 .run_direct(&mut conn)
                 .await?;
@@ -105,7 +114,7 @@ pub(super) async fn run(pool: &Pool) -> Result<i64, DirectoryError> {
             // Not through the pool: its timeout error would hide why connecting failed
             // (refused, authentication, no such database), which is the line an operator needs.
             let mut conn = bounded(PgConnection::connect_with(&options)).await?;
-            Migrator::new(Embedded(Dialect::Postgres))
+            migrator(Dialect::Postgres)
                 .await?
                 .run_direct(&mut conn)
                 .await?;

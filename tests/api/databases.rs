@@ -84,6 +84,24 @@ impl TestDb {
         DatabaseSettings::new(&self.url, migrate).expect("a valid database URL")
     }
 
+    /// Runs `sql` on this database, outside gatehouse.
+    pub async fn execute(&self, sql: &str) {
+        match self.kind {
+            Kind::Sqlite => {
+                let mut conn = SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connects");
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+            }
+            Kind::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await.expect("connects");
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+                let _ = conn.close().await;
+            }
+        }
+    }
+
     /// SQLite: the file's path.
     pub fn sqlite_path(&self) -> PathBuf {
         PathBuf::from(self.url.trim_start_matches("sqlite://"))

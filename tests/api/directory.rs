@@ -34,6 +34,31 @@ async fn migrations_apply_once_and_again_as_a_no_op() {
     }
 }
 
+/// During a rolling upgrade (or after a rollback) an older binary meets migrations it does not
+/// know: it must still start.
+#[tokio::test]
+async fn a_schema_migrated_further_by_a_newer_release_still_starts() {
+    for db in TestDb::both().await {
+        let directory = migrated(&db).await;
+        let checksum = match db.kind {
+            Kind::Sqlite => "x'00'",
+            Kind::Postgres => "decode('00', 'hex')",
+        };
+        db.execute(&format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (9999, 'from a newer release', TRUE, {checksum}, 0)"
+        ))
+        .await;
+        assert_eq!(
+            directory.migrate().await.expect("still migrates"),
+            9999,
+            "{:?}",
+            db.kind
+        );
+        db.remove().await;
+    }
+}
+
 #[tokio::test]
 async fn sqlite_creates_the_file_and_its_folders() {
     let db = TestDb::sqlite();
