@@ -36,6 +36,8 @@ use crate::telemetry::GatehouseRootSpan;
 
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
+/// After them, how long queued audit events get to reach the database.
+const AUDIT_FLUSH_BOUND: Duration = Duration::from_secs(5);
 
 /// Request size limits, on every endpoint (answered 400 `invalid_request`).
 ///
@@ -95,6 +97,8 @@ pub struct Application {
     /// /metrics on its own listener (METRICS__BIND), when configured.
     metrics_server: Option<Server>,
     metrics_port: Option<u16>,
+    /// Flushed once the server has stopped: queued audit events are written before exit.
+    audit: crate::directory::Audit,
 }
 
 impl Application {
@@ -159,7 +163,7 @@ impl Application {
             provider,
             store: store.clone(),
             directory,
-            audit,
+            audit: audit.clone(),
         });
         let session_store = RedisSessionStore::new(store, settings.session.ttl);
         let session = settings.session.clone();
@@ -252,6 +256,7 @@ impl Application {
             server,
             metrics_server,
             metrics_port,
+            audit,
         })
     }
 
@@ -269,7 +274,7 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.metrics_server {
+        let result = match self.metrics_server {
             None => self.server.await,
             Some(metrics) => {
                 // The main server decides: when it stops, the metrics listener stops too.
@@ -280,7 +285,11 @@ impl Application {
                 let _ = metrics_task.await;
                 result
             }
+        };
+        if let Err(e) = self.audit.flush(AUDIT_FLUSH_BOUND).await {
+            tracing::warn!(error = %e, "audit events still queued at exit are lost");
         }
+        result
     }
 
     /// Installs SIGTERM and SIGINT handlers now; on either, stops accepting and lets in-flight

@@ -197,6 +197,11 @@ impl Provider {
         &self.settings
     }
 
+    /// The provider's signing keys (from `JWKS_URL` or discovery), when it has any.
+    pub fn keys(&self) -> Option<&KeySet> {
+        self.keys.as_ref()
+    }
+
     /// The issuer as configured, without a trailing slash (how providers write it).
     pub fn issuer(&self) -> Option<&str> {
         self.settings

@@ -73,6 +73,9 @@ pub enum LogoutTokenError {
     Replayed,
     #[error("the replay check is unavailable: {0}")]
     ReplayCheck(String),
+    /// Without an issuer and signing keys nothing can be verified: every token is refused.
+    #[error("back-channel logout needs PROVIDER__ISSUER and the provider's signing keys (JWKS)")]
+    NotConfigured,
 }
 
 impl LogoutTokenError {
@@ -144,6 +147,23 @@ pub async fn verify(
         Ok(false) => Err(LogoutTokenError::Replayed),
         Err(why) => Err(LogoutTokenError::ReplayCheck(why)),
     }
+}
+
+/// [`verify`] with what `provider` is configured with: its issuer, its JWKS, the client id.
+pub async fn verify_for(
+    provider: &super::Provider,
+    token: &str,
+    jtis: &impl JtiRegistry,
+) -> Result<LogoutTarget, LogoutTokenError> {
+    let (Some(issuer), Some(keys)) = (provider.issuer(), provider.keys()) else {
+        return Err(LogoutTokenError::NotConfigured);
+    };
+    let expect = Expectations {
+        issuer,
+        client_id: &provider.settings().client_id,
+        now: crate::identity::now_unix(),
+    };
+    verify(token, keys, &expect, jtis).await
 }
 
 /// §2.6 steps 3–6 on the decoded claims; returns the target and the `jti`.

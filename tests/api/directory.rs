@@ -155,6 +155,34 @@ async fn sign_ins_are_recorded_and_blocks_kept() {
     }
 }
 
+/// Like an actix worker: a thread with a runtime of its own asks; the query runs on the pool's
+/// home runtime (here the test's), which is busy awaiting that thread.
+#[tokio::test]
+async fn checks_from_another_threads_runtime_work() {
+    for db in TestDb::both().await {
+        let d = migrated(&db).await;
+        d.block("carol", 1).await.expect("block");
+        let worker = d.clone();
+        let answers = tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("worker runtime");
+            rt.block_on(async {
+                (
+                    worker.is_blocked("carol").await,
+                    worker.is_blocked("dave").await,
+                    worker.record_signin("dave", None, None, 5).await.is_ok(),
+                )
+            })
+        })
+        .await
+        .expect("worker thread");
+        assert_eq!(answers, (Blocked::Yes, Blocked::No, true), "{:?}", db.kind);
+        db.remove().await;
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_database_makes_the_blocked_check_unknown_not_an_error() {
     let dead = format!(

@@ -212,6 +212,27 @@ async fn the_development_providers_logout_token_verifies_and_names_the_signed_in
         logout_token::verify(&token, &keys, &not_ours, &jtis).await,
         Err(LogoutTokenError::Audience)
     );
+
+    // The same through a provider configured as gatehouse would be (issuer, discovery, client
+    // id): a fresh registry accepts it, its second use is refused.
+    let mut vars = base_vars();
+    vars.insert("GATEHOUSE__PROVIDER__ISSUER".into(), idp.issuer.clone());
+    vars.insert("GATEHOUSE__PROVIDER__AUTH_URL".into(), String::new());
+    vars.insert("GATEHOUSE__PROVIDER__TOKEN_URL".into(), String::new());
+    vars.insert("GATEHOUSE__PROVIDER__CLIENT_ID".into(), BCL_CLIENT.into());
+    let settings = load(vars).expect("settings");
+    let provider = gatehouse::oauth::Provider::build(settings.provider, &settings.server)
+        .await
+        .expect("discovery");
+    let fresh = LogoutJtis::new(redis_store(&unique_prefix()));
+    let target = logout_token::verify_for(&provider, &token, &fresh)
+        .await
+        .expect("verifies through the provider");
+    assert_eq!(target.sid.as_deref(), Some(sid.as_str()));
+    assert_eq!(
+        logout_token::verify_for(&provider, &token, &fresh).await,
+        Err(LogoutTokenError::Replayed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
