@@ -15,6 +15,7 @@ pub mod audit;
 pub mod events;
 mod migrate;
 pub mod users;
+mod writer;
 
 use std::future::Future;
 use std::str::FromStr;
