@@ -11,10 +11,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/gatehouse /gatehouse
 
 FROM debian:bookworm-slim AS runtime
+# /app/data holds the default DATABASE__URL (sqlite://data/gatehouse.db), owned by the service
+# user; mount a volume there to keep the directory and audit trail across containers.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home gatehouse
+    && useradd --system --uid 10001 --no-create-home gatehouse \
+    && mkdir -p /app/data && chown 10001 /app/data
 WORKDIR /app
 COPY --from=build /gatehouse /usr/local/bin/gatehouse
 COPY config ./config

@@ -43,6 +43,76 @@ ensure_redis_tools() {
   command -v openssl >/dev/null || apt_install openssl
 }
 
+# ensure_postgres: a PostgreSQL for the directory's tests (tests/api/databases.rs), exported as
+# GATEHOUSE_TEST_POSTGRES_URL (a superuser's URL; each test creates its own database). A URL
+# already set that answers is used as is. Otherwise a throwaway cluster is started: Debian's
+# postgresql package (installed when missing), initdb and pg_ctl from /usr/lib/postgresql/<v>/bin,
+# in a temp dir on a free 127.0.0.1 port, as the postgres user when run as root (initdb refuses
+# root); it is stopped and removed when the calling script exits. The machine's own server on
+# 5432, if any, is never assumed.
+ensure_postgres() {
+  if [ -n "${GATEHOUSE_TEST_POSTGRES_URL:-}" ]; then
+    command -v psql >/dev/null || apt_install postgresql-client
+    if psql "$GATEHOUSE_TEST_POSTGRES_URL" -Atqc 'select 1' >/dev/null 2>&1; then
+      return 0
+    fi
+    log "GATEHOUSE_TEST_POSTGRES_URL does not answer; starting a throwaway PostgreSQL instead"
+  fi
+  local bin
+  bin=$(postgres_bin)
+  if [ -z "$bin" ]; then
+    apt_install postgresql
+    bin=$(postgres_bin)
+  fi
+  [ -n "$bin" ] || { log "no initdb under /usr/lib/postgresql/*/bin"; return 1; }
+  GATEHOUSE_PG_BIN=$bin
+  GATEHOUSE_PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-pg.XXXXXX")
+  [ "$(id -u)" = 0 ] && chown postgres: "$GATEHOUSE_PG_DIR"
+  local port
+  port=$(free_port)
+  log "starting a throwaway PostgreSQL on 127.0.0.1:$port ($GATEHOUSE_PG_DIR)"
+  as_postgres "$bin/initdb" -D "$GATEHOUSE_PG_DIR/data" -U postgres --auth=trust -E UTF8 \
+    >"$GATEHOUSE_PG_DIR/initdb.log" 2>&1 || { cat "$GATEHOUSE_PG_DIR/initdb.log" >&2; return 1; }
+  # Durability is not what the tests test: no fsync makes the cluster much faster.
+  as_postgres "$bin/pg_ctl" -D "$GATEHOUSE_PG_DIR/data" -l "$GATEHOUSE_PG_DIR/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $GATEHOUSE_PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { cat "$GATEHOUSE_PG_DIR/server.log" >&2; return 1; }
+  trap stop_postgres EXIT
+  export GATEHOUSE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  [ -n "${GATEHOUSE_PG_DIR:-}" ] || return 0
+  as_postgres "$GATEHOUSE_PG_BIN/pg_ctl" -D "$GATEHOUSE_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$GATEHOUSE_PG_DIR"
+  GATEHOUSE_PG_DIR=
+}
+
+# The newest installed server's binaries, or nothing.
+postgres_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] && [ -x "$dir/initdb" ] && printf '%s\n' "$dir"
+  return 0
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# free_port: a TCP port on 127.0.0.1 where nothing listens.
+free_port() {
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      printf '%s\n' "$port"
+      return 0
+    fi
+  done
+  return 1
+}
+
 # ensure_idp_deps: the pinned development OpenID provider (tests/idp) and Node.js.
 ensure_idp_deps() {
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod cookie_keys;
+pub mod directory;
 pub mod error;
 pub mod identity;
 pub mod keys;

@@ -4,8 +4,7 @@ use gatehouse::startup::Application;
 /// Exit status for a settings or start-up problem (distinct from a crash).
 const EXIT_CONFIG: i32 = 2;
 
-#[actix_web::main]
-async fn main() {
+fn main() {
     // `args()` would panic on an argument that is not UTF-8.
     let args: Vec<String> = std::env::args_os()
         .skip(1)
@@ -13,19 +12,39 @@ async fn main() {
         .collect();
     // No arguments: serve. Otherwise the first argument names a command, each run by a
     // function of the module it belongs to.
-    match args.first().map(String::as_str) {
-        None => serve().await,
-        Some("login" | "token" | "logout") => std::process::exit(gatehouse::cli::run(&args).await),
-        Some("client-jwk") => std::process::exit(gatehouse::oauth::client_jwk::run(&args[1..])),
+    let status = match args.first().map(String::as_str) {
+        None => {
+            serve();
+            return;
+        }
+        Some(first) if gatehouse::directory::admin::COMMANDS.contains(&first) => {
+            gatehouse::directory::admin::main(&args, |settings| {
+                gatehouse::store::index::SessionIndex::from_settings(settings)
+            })
+        }
+        Some("login" | "token" | "logout") => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(gatehouse::cli::run(&args)),
+            Err(e) => {
+                eprintln!("gatehouse: cannot start: {e}");
+                1
+            }
+        },
+        Some("client-jwk") => gatehouse::oauth::client_jwk::run(&args[1..]),
         Some(other) => {
             eprintln!(
-                "gatehouse: unknown command `{other}` (commands: login, token, logout, client-jwk)"
+                "gatehouse: unknown command `{other}` (commands: login, token, logout, \
+                 client-jwk, migrate, users, sessions, audit)"
             );
-            std::process::exit(EXIT_CONFIG);
+            EXIT_CONFIG
         }
-    }
+    };
+    std::process::exit(status);
 }
 
+#[actix_web::main]
 async fn serve() {
     let loaded = match Settings::load(Sources::from_process()) {
         Ok(loaded) => loaded,

@@ -9,9 +9,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::directory::AuditMetrics;
 
 /// Buckets for fast answers: /auth is sub-millisecond, sign-ins take tens of milliseconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -29,6 +31,7 @@ pub struct Metrics {
     refreshes: IntCounterVec,
     redis_errors: IntCounter,
     redis_latency: Histogram,
+    audit: AuditMetrics,
 }
 
 impl Metrics {
@@ -84,6 +87,28 @@ impl Metrics {
         registry.register(Box::new(refreshes.clone()))?;
         registry.register(Box::new(redis_errors.clone()))?;
         registry.register(Box::new(redis_latency.clone()))?;
+        let audit = AuditMetrics {
+            dropped: IntCounter::new(
+                "gatehouse_audit_dropped_total",
+                "Audit events dropped because the queue was full (database slow or down)",
+            )?,
+            pending: IntGauge::new(
+                "gatehouse_audit_pending",
+                "Audit events accepted and not yet written to the database",
+            )?,
+            written: IntCounter::new(
+                "gatehouse_audit_written_total",
+                "Audit events written to the database",
+            )?,
+            degraded: IntGauge::new(
+                "gatehouse_directory_degraded",
+                "1 while the directory's database cannot be written or does not answer",
+            )?,
+        };
+        registry.register(Box::new(audit.dropped.clone()))?;
+        registry.register(Box::new(audit.pending.clone()))?;
+        registry.register(Box::new(audit.written.clone()))?;
+        registry.register(Box::new(audit.degraded.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -94,7 +119,13 @@ impl Metrics {
             refreshes,
             redis_errors,
             redis_latency,
+            audit,
         })
+    }
+
+    /// The audit writer's counters and gauges (registered here, updated by the writer).
+    pub fn audit(&self) -> AuditMetrics {
+        self.audit.clone()
     }
 
     pub fn signin_started(&self) {

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::claims::ClaimNeeds;
 use crate::config::{AccessSettings, TokenSettings};
+use crate::directory::{Audit, AuditEvent, EventKind};
 use crate::identity::{now_unix, Identity, TokenSet};
 use crate::metrics::Metrics;
 use crate::oauth::{Provider, ProviderError, ProviderSlot};
@@ -68,11 +69,14 @@ pub struct Refresher {
     needs: ClaimNeeds,
     settings: TokenSettings,
     metrics: Arc<Metrics>,
+    audit: Audit,
     /// Refreshes (or waits) under way in this process, by record id.
     inflight: Mutex<HashMap<String, Shared>>,
 }
 
 impl Refresher {
+    /// The parts a refresh touches, each named (built once, in `startup`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sessions: RedisSessionStore,
         locks: Locks,
@@ -81,6 +85,7 @@ impl Refresher {
         needs: ClaimNeeds,
         settings: TokenSettings,
         metrics: Arc<Metrics>,
+        audit: Audit,
     ) -> Self {
         Refresher {
             sessions,
@@ -90,6 +95,7 @@ impl Refresher {
             needs,
             settings,
             metrics,
+            audit,
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -269,6 +275,11 @@ impl Refresher {
                 }
                 if let Err(refusal) = crate::access::check(&self.access, &current.identity) {
                     refusal.log(&current.identity.subject, "after a refresh");
+                    self.audit.record(
+                        AuditEvent::new(EventKind::RefreshFailed)
+                            .subject(&current.identity.subject)
+                            .reason("access_denied"),
+                    );
                     self.index().end(id).await?;
                     self.metrics.refreshed("refused");
                     return Ok(Outcome::Refused);
@@ -293,6 +304,11 @@ impl Refresher {
             Err(ProviderError::ErrorResponse(code)) if code == "invalid_grant" => {
                 self.metrics.refreshed("invalid_grant");
                 tracing::info!("refresh token refused (invalid_grant): session ended");
+                self.audit.record(
+                    AuditEvent::new(EventKind::RefreshFailed)
+                        .subject(&current.identity.subject)
+                        .reason("invalid_grant"),
+                );
                 self.index().end(id).await?;
                 Ok(Outcome::Ended)
             }

@@ -40,6 +40,8 @@ use crate::telemetry::GatehouseRootSpan;
 
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
+/// After them, how long queued audit events get to reach the database.
+const AUDIT_FLUSH_BOUND: Duration = Duration::from_secs(5);
 
 /// Request size limits, on every endpoint (answered 400 `invalid_request`).
 ///
@@ -85,6 +87,9 @@ pub struct AppState {
     pub assertions: Arc<crate::assertion::Assertions>,
     /// `Some` when BEARER__ENABLED.
     pub bearer: Option<Arc<crate::bearer::Bearer>>,
+    /// The durable directory (users, blocks) and the audit queue.
+    pub directory: crate::directory::Directory,
+    pub audit: crate::directory::Audit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +109,8 @@ pub struct Application {
     /// /metrics on its own listener (METRICS__BIND), when configured.
     metrics_server: Option<Server>,
     metrics_port: Option<u16>,
+    /// Flushed once the server has stopped: queued audit events are written before exit.
+    audit: crate::directory::Audit,
 }
 
 impl Application {
@@ -128,6 +135,11 @@ impl Application {
         let store = RedisStore::connect(&settings.redis)
             .map_err(|e| StartupError::Setting(e.to_string()))?
             .observed(Arc::new(move |took, ok| redis_metrics.redis_call(took, ok)));
+        // Migrates when DATABASE__MIGRATE is on (an unreachable database stops start-up);
+        // otherwise connects lazily: serving needs only Redis.
+        let (directory, audit) = crate::directory::start(&settings.database, metrics.audit())
+            .await
+            .map_err(|e| StartupError::Setting(e.to_string()))?;
         let provider = Arc::new(ProviderSlot::default());
         provider
             .start(settings.provider.clone(), settings.server.clone())
@@ -165,6 +177,7 @@ impl Application {
             needs.clone(),
             settings.tokens.clone(),
             metrics.clone().into_inner(),
+            audit.clone(),
         ));
         let assertions = crate::assertion::Assertions::new(
             &settings.session,
@@ -220,6 +233,8 @@ impl Application {
             store: store.clone(),
             assertions: Arc::new(assertions),
             bearer,
+            directory,
+            audit: audit.clone(),
         });
         let session = settings.session.clone();
         let metrics_on_main = settings.metrics.public;
@@ -327,6 +342,7 @@ impl Application {
             server,
             metrics_server,
             metrics_port,
+            audit,
         })
     }
 
@@ -344,7 +360,7 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        match self.metrics_server {
+        let result = match self.metrics_server {
             None => self.server.await,
             Some(metrics) => {
                 // The main server decides: when it stops, the metrics listener stops too.
@@ -355,7 +371,11 @@ impl Application {
                 let _ = metrics_task.await;
                 result
             }
+        };
+        if let Err(e) = self.audit.flush(AUDIT_FLUSH_BOUND).await {
+            tracing::warn!(error = %e, "audit events still queued at exit are lost");
         }
+        result
     }
 
     /// Installs SIGTERM and SIGINT handlers now; on either, stops accepting and lets in-flight

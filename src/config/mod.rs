@@ -10,6 +10,7 @@
 mod access;
 mod bearer;
 mod cli;
+mod database;
 mod misc;
 mod provider;
 mod reader;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 pub use access::{AccessSettings, ClaimHeader, ForwardSettings};
 pub use bearer::BearerSettings;
 pub use cli::CliSettings;
+pub use database::{DatabaseSettings, Engine};
 pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
@@ -88,6 +90,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "access.allowed_groups",
     "access.groups_claim",
     "access.allow_any_user",
+    "database.url",
+    "database.migrate",
     "proxy.trusted",
     "forward.pass_access_token",
     "forward.claim_headers",
@@ -136,6 +140,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub ui: UiSettings,
     pub cli: CliSettings,
+    pub database: DatabaseSettings,
 }
 
 /// Where settings come from; the process uses [`Sources::from_process`], tests build their own.
@@ -204,6 +209,7 @@ impl Settings {
             log: LogSettings::read(r)?,
             ui: UiSettings::read(r)?,
             cli: CliSettings::read(r)?,
+            database: DatabaseSettings::read(r)?,
         })
     }
 }

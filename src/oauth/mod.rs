@@ -14,6 +14,7 @@ pub(crate) mod http;
 pub mod id_token;
 pub mod jwks;
 pub mod jws;
+pub mod logout_token;
 pub mod slot;
 mod token_response;
 mod trust;

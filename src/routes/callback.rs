@@ -4,6 +4,7 @@ use actix_session::Session;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::directory::{Blocked, EventKind, SeenUser};
 use crate::error::AppError;
 use crate::identity::now_unix;
 use crate::signin::Callback;
@@ -33,6 +34,12 @@ pub async fn callback(
         }
         Err(e) => {
             state.metrics.signin_failed(e.code());
+            // Refusals of a known user were audited with their subject in `complete`.
+            if !matches!(e, AppError::AccessDenied(_)) {
+                state.audit.record(
+                    super::audit_event(&req, &state, EventKind::SigninRefused).reason(e.code()),
+                );
+            }
             match spent {
                 // The error middleware renders it in the contract's format and keeps cookies.
                 Some(_) => HttpResponse::from_error(e),
@@ -73,10 +80,26 @@ async fn complete(
         &signed_in.tokens.access_token,
     )
     .await;
+    let refused = |e: AppError| {
+        state.audit.record(
+            super::audit_event(req, state, EventKind::SigninRefused)
+                .subject(&identity.subject)
+                .reason(e.code()),
+        );
+        e
+    };
+    // A blocked user gets no new session. The directory unreachable: the sign-in goes on
+    // (Redis, not the directory, is what serving needs); it logs that it could not tell.
+    if state.directory.is_blocked(&identity.subject).await == Blocked::Yes {
+        tracing::info!(subject = %identity.subject, "sign-in refused: the user is blocked");
+        return Err(refused(AppError::AccessDenied(
+            "your account is blocked here; ask your administrator",
+        )));
+    }
     // Refused users get a clear 403 (saying why) and no session.
     if let Err(refusal) = crate::access::check(&state.access, &identity) {
         refusal.log(&identity.subject, "at sign-in");
-        return Err(refusal.into());
+        return Err(refused(refusal.into()));
     }
     let meta = Meta {
         handle: crate::random::token(),
@@ -95,6 +118,15 @@ async fn complete(
             .map(str::to_owned),
     };
     crate::session::establish(session, &identity, &signed_in.tokens, &meta)?;
+    state.audit.signed_in(
+        SeenUser {
+            subject: identity.subject.clone(),
+            email: identity.email.clone(),
+            name: identity.name.clone(),
+            at: now_unix(),
+        },
+        super::audit_event(req, state, EventKind::Signin).subject(&identity.subject),
+    );
     Ok(signed_in.return_to)
 }
 

@@ -1,5 +1,6 @@
 //! HTTP: parse requests, call the domain, answer. One file per endpoint group.
 
+pub mod backchannel;
 pub mod callback;
 pub mod forward_auth;
 pub mod health;
@@ -21,7 +22,8 @@ pub fn sessionless(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", "GET").get(health::healthz))
         .service(resource("/readyz", "GET").get(health::readyz))
         .service(resource("/.well-known/jwks.json", "GET").get(jwks::jwks))
-        .service(resource("/.well-known/gatehouse", "GET").get(well_known::gatehouse));
+        .service(resource("/.well-known/gatehouse", "GET").get(well_known::gatehouse))
+        .service(resource("/backchannel-logout", "POST").post(backchannel::backchannel_logout));
 }
 
 /// Routes that read or write the session.
@@ -34,6 +36,25 @@ pub fn with_session(cfg: &mut web::ServiceConfig) {
         .service(resource("/session", "GET").get(session::session))
         .service(resource("/sessions", "GET").get(sessions::list))
         .service(resource("/sessions/revoke", "POST").post(sessions::revoke));
+}
+
+/// An audit event about this request: the client's IP (through trusted proxies) and the
+/// request id, for finding its log lines.
+pub(crate) fn audit_event(
+    req: &actix_web::HttpRequest,
+    state: &crate::startup::AppState,
+    kind: crate::directory::EventKind,
+) -> crate::directory::AuditEvent {
+    use actix_web::HttpMessage;
+    let event = crate::directory::AuditEvent::new(kind).ip(state.proxies.client_ip(req));
+    let id = req
+        .extensions()
+        .get::<tracing_actix_web::RequestId>()
+        .copied();
+    match id {
+        Some(id) => event.request_id(id),
+        None => event,
+    }
 }
 
 /// A resource whose other methods get 405 with `Allow`, in the contract's format.

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Serialize;
 
+use crate::directory::EventKind;
 use crate::error::{AppError, Format};
 use crate::security_headers::PageContext;
 use crate::startup::AppState;
@@ -152,6 +153,9 @@ pub async fn revoke(
                 return Err(AppError::NotFound);
             }
             tracing::info!(subject = %subject, "a session was ended by its user");
+            state.audit.record(
+                super::audit_event(&req, &state, EventKind::SessionRevoked).subject(&subject),
+            );
             if own {
                 crate::session::end(&session);
             }
@@ -160,6 +164,11 @@ pub async fn revoke(
             let own_handle = crate::session::meta(&session).map(|m| m.handle);
             let ended = index.end_all(&subject, own_handle.as_deref()).await?;
             tracing::info!(subject = %subject, ended, "other sessions were ended by their user");
+            for _ in 0..ended {
+                state.audit.record(
+                    super::audit_event(&req, &state, EventKind::SessionRevoked).subject(&subject),
+                );
+            }
         }
     }
     Ok(match Format::negotiate(req.headers().get(header::ACCEPT)) {

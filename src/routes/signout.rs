@@ -32,6 +32,12 @@ pub async fn signout(
             Err(e) => tracing::warn!(reason = %e, "revocation at sign-out failed"),
         }
     }
+    if let Some(identity) = crate::session::identity(&session) {
+        state.audit.record(
+            super::audit_event(&req, &state, crate::directory::EventKind::Signout)
+                .subject(&identity.subject),
+        );
+    }
     crate::session::end(&session);
     let mut location = "/".to_owned();
     if state.signout.provider_logout {

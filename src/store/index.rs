@@ -263,6 +263,30 @@ impl SessionIndex {
     }
 }
 
+impl SessionIndex {
+    /// The index the server uses, for the operator's commands (`gatehouse users block`,
+    /// `gatehouse sessions revoke`): same Redis, same prefix, same lifetimes.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<SessionIndex, String> {
+        let store = RedisStore::connect(&settings.redis).map_err(|e| e.to_string())?;
+        Ok(SessionIndex::new(
+            store,
+            settings.session.ttl,
+            settings.session.max_lifetime,
+        ))
+    }
+}
+
+impl crate::directory::SessionEnder for SessionIndex {
+    async fn end_all_for_subject(
+        &self,
+        subject: &str,
+    ) -> Result<usize, crate::directory::SessionEndError> {
+        self.end_all(subject, None)
+            .await
+            .map_err(|e| crate::directory::SessionEndError(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 
 pub mod index;
 pub mod locks;
+pub mod logout_jti;
 pub mod pending;
 pub mod record;
 pub mod sessions;

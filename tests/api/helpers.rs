@@ -66,10 +66,39 @@ pub fn base_vars() -> HashMap<String, String> {
         ("GATEHOUSE__SESSION__COOKIE_SECURE", "false".to_owned()),
         // The tests that are not about access rules let every signed-in user pass, and say so.
         ("GATEHOUSE__ACCESS__ALLOW_ANY_USER", "true".to_owned()),
+        // Each app its own directory: a fresh SQLite file (tests/api/databases.rs: PostgreSQL).
+        ("GATEHOUSE__DATABASE__URL", fresh_sqlite_url()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// A fresh SQLite URL in this test process's own folder under the temp dir. Folders of test
+/// processes that have exited are removed the first time a process asks.
+pub fn fresh_sqlite_url() -> String {
+    let file = process_folder().join(format!("{}.db", gatehouse::random::token()));
+    format!("sqlite://{}", file.display())
+}
+
+fn process_folder() -> &'static std::path::PathBuf {
+    static FOLDER: OnceLock<std::path::PathBuf> = OnceLock::new();
+    FOLDER.get_or_init(|| {
+        let root = std::env::temp_dir().join("gatehouse-test-db");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                if pid.parse::<u32>().is_ok()
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let folder = root.join(std::process::id().to_string());
+        std::fs::create_dir_all(&folder).expect("test database folder");
+        folder
+    })
 }
 
 /// Loads settings through the real loader (embedded defaults + these variables only).
@@ -406,6 +435,12 @@ fn jwt_client_jwks() -> String {
         serde_json::from_str(&std::fs::read_to_string(path).expect("test key")).expect("jwk")
     };
     serde_json::json!({"keys": [key("rsa-jwk.json"), key("ec-p256-jwk.json")]}).to_string()
+}
+
+/// A plain-http development provider of the caller's own (see [`start_idp`]), e.g. with
+/// `IDP_BACKCHANNEL_URI`.
+pub fn spawn_idp(extra: &[(&str, String)]) -> Idp {
+    start_idp("http", extra)
 }
 
 /// A development provider of the caller's own on a free port, with the harness's redirect URIs

@@ -1,9 +1,12 @@
 //! One integration-test binary (faster to link than many). Modules by concern.
 
+mod databases;
 mod helpers;
 
 mod access_and_keys;
+mod admin_cli;
 mod assertion;
+mod audit;
 mod authorization;
 mod bearer;
 mod binary;
@@ -12,14 +15,17 @@ mod browser;
 mod caddy;
 mod cli;
 mod concurrency;
+mod directory;
 mod discovery;
 mod docs;
+mod ending_sessions;
 mod errors;
 mod exchange_faults;
 mod faults;
 mod health;
 mod hostile;
 mod id_tokens;
+mod logout_tokens;
 mod logs;
 mod metrics;
 mod nginx;

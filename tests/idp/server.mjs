@@ -113,6 +113,20 @@ if (env.IDP_JWT_CLIENT_JWKS) {
   });
 }
 
+// OpenID Connect Back-Channel Logout 1.0: when a user's session at the provider ends
+// (end_session, e.g. RP-initiated logout), the provider POSTs a signed `logout_token` (with the
+// session's `sid`) to this client's backchannel_logout_uri, IDP_BACKCHANNEL_URI. Its ID tokens
+// carry `sid` too. A client of its own, so the others behave as before.
+const backchannelUri = env.IDP_BACKCHANNEL_URI || 'http://127.0.0.1:8080/backchannel-logout';
+clients.push({
+  ...common,
+  client_id: 'gatehouse-bcl',
+  client_secret: clientSecret,
+  token_endpoint_auth_method: 'client_secret_basic',
+  backchannel_logout_uri: backchannelUri,
+  backchannel_logout_session_required: true,
+});
+
 // Any login name is a valid account. oidc-provider always uses the accountId
 // as `sub`, so a login typed as an e-mail address is turned into the accountId
 // "<local part>" (see interactionFinished below) and the typed login is kept
@@ -204,6 +218,7 @@ const provider = new Provider(issuer, {
       // ordinary OAuth client (gatehouse login, any CLI) does not do.
       useGrantedResource: (ctx) => ctx.oidc.client?.clientId === cliClientId,
     },
+    backchannelLogout: { enabled: true },
   },
   // An API client's tokens carry groups, as a user's ID token does; a user's JWT access token
   // (the native client's) carries the user's groups, email and name.
@@ -244,6 +259,14 @@ const provider = new Provider(issuer, {
     Grant: 14 * 24 * 3600,
   },
   cookies: { keys: ['gatehouse-dev-cookie-key-not-secret'] },
+  // oidc-provider refuses outgoing requests to special-use addresses, loopback included (SSRF
+  // protection): the back-channel logout call to a gatehouse on 127.0.0.1 would fail with
+  // "fetch failed". This development provider drops that protection for IDP_BACKCHANNEL_URI only.
+  fetch: (url, options) => {
+    if (String(url) !== new URL(backchannelUri).href) return globalThis.fetch(url, options);
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   ...(jwks ? { jwks } : {}),
 });
 
@@ -284,6 +307,7 @@ if (env.IDP_LOOPBACK_ANY_PORT !== '0') {
 }
 
 provider.on('server_error', (_ctx, err) => console.error('idp server_error:', err));
+provider.on('backchannel.error', (_ctx, err, client) => console.error(`idp backchannel.error (${client.clientId}): ${err.message}`));
 
 // IDP_TLS_CERT and IDP_TLS_KEY (PEM files): serve https instead of http (set IDP_ISSUER to the
 // https:// origin too), for gatehouse's private-CA tests.
