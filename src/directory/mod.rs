@@ -42,8 +42,9 @@ const MIGRATE_CONNECT_BOUND: Duration = Duration::from_secs(10);
 /// SQLite: how long a statement waits for another connection's write lock. The writer retries
 /// after it; nothing on a request path waits this long (see [`BLOCKED_CHECK_BOUND`]).
 /// How long a SQLite write waits for another writer (the audit writer's batch, an operator's
-/// command). The server's own calls are bounded more tightly on top (the blocked check).
-const SQLITE_BUSY_BOUND: Duration = Duration::from_secs(10);
+/// command). Below the writer's own bound on a batch, so that a batch that timed out was not
+/// committed later (it is retried).
+const SQLITE_BUSY_BOUND: Duration = Duration::from_secs(2);
 const SQLITE_CONNECTIONS: u32 = 4;
 const POSTGRES_CONNECTIONS: u32 = 8;
 

@@ -244,6 +244,7 @@ async fn serving_goes_on_without_the_database_and_metrics_show_it_degraded() {
     let app = spawn_app_with(&[
         ("GATEHOUSE__DATABASE__URL", dead.as_str()),
         ("GATEHOUSE__DATABASE__MIGRATE", "false"),
+        ("GATEHOUSE__METRICS__PUBLIC", "true"),
     ])
     .await;
     assert_eq!(app.get("/readyz").await.status().as_u16(), 200);
