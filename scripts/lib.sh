@@ -68,15 +68,23 @@ ensure_postgres() {
   GATEHOUSE_PG_BIN=$bin
   GATEHOUSE_PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-pg.XXXXXX")
   [ "$(id -u)" = 0 ] && chown postgres: "$GATEHOUSE_PG_DIR"
-  local port
-  port=$(free_port)
-  log "starting a throwaway PostgreSQL on 127.0.0.1:$port ($GATEHOUSE_PG_DIR)"
   as_postgres "$bin/initdb" -D "$GATEHOUSE_PG_DIR/data" -U postgres --auth=trust -E UTF8 \
     >"$GATEHOUSE_PG_DIR/initdb.log" 2>&1 || { cat "$GATEHOUSE_PG_DIR/initdb.log" >&2; return 1; }
-  # Durability is not what the tests test: no fsync makes the cluster much faster.
-  as_postgres "$bin/pg_ctl" -D "$GATEHOUSE_PG_DIR/data" -l "$GATEHOUSE_PG_DIR/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $GATEHOUSE_PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-    start >/dev/null || { cat "$GATEHOUSE_PG_DIR/server.log" >&2; return 1; }
+  # A port free when looked at may be taken by the time the server binds it (other programs
+  # pick ports too): try a few.
+  local port started=
+  for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    log "starting a throwaway PostgreSQL on 127.0.0.1:$port ($GATEHOUSE_PG_DIR)"
+    # Durability is not what the tests test: no fsync makes the cluster much faster.
+    if as_postgres "$bin/pg_ctl" -D "$GATEHOUSE_PG_DIR/data" -l "$GATEHOUSE_PG_DIR/server.log" -w \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $GATEHOUSE_PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+      start >/dev/null; then
+      started=1
+      break
+    fi
+  done
+  [ -n "$started" ] || { cat "$GATEHOUSE_PG_DIR/server.log" >&2; return 1; }
   trap stop_postgres EXIT
   export GATEHOUSE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }

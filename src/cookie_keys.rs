@@ -21,7 +21,6 @@ use secrecy::ExposeSecret;
 
 use crate::browser::binding_key;
 use crate::config::SessionSettings;
-use crate::startup::AppState;
 
 #[derive(Clone)]
 struct KeySet {
@@ -136,8 +135,8 @@ pub async fn rotate_cookie_keys(
     // Nothing to rotate from: actix-session alone checks the cookie (an unverifiable one is a
     // signed-out visitor there). This keeps `/auth` at one HMAC when no rotation is under way.
     let Some(keys) = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.cookie_keys.clone())
+        .app_data::<web::Data<CookieKeys>>()
+        .map(|k| k.clone().into_inner())
         .filter(|k| !k.session.previous.is_empty())
     else {
         return next.call(req).await;

@@ -20,7 +20,7 @@ pub struct Identity {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, String>,
     /// Every claim the provider sent (ID token, else userinfo), while signing in; never stored.
-    /// Groups and claim values are picked from it by [`crate::claims`].
+    /// Groups and claim values are picked from it by the claims module.
     #[serde(skip)]
     pub raw_claims: serde_json::Map<String, serde_json::Value>,
     /// Whether userinfo's claims are already in `raw_claims` (no need to ask again).

@@ -23,11 +23,11 @@ use std::sync::{Arc, OnceLock};
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::{web, HttpMessage};
+use actix_web::HttpMessage;
 use url::Url;
 
 use crate::config::UiSettings;
-use crate::startup::AppState;
+use crate::oauth::ProviderSlot;
 
 tokio::task_local! {
     static PAGE: PageContext;
@@ -109,16 +109,21 @@ pub fn content_security_policy(
     )
 }
 
-/// The middleware; `.wrap(SecurityHeaders::new(&settings.ui))` outside the error middleware.
+/// The middleware; `.wrap(SecurityHeaders::new(&settings.ui, …))` outside the error
+/// middleware.
 #[derive(Clone)]
 pub struct SecurityHeaders {
     ui: Arc<UiSettings>,
+    /// With provider logout: the provider whose end-session endpoint the sign-out form's POST
+    /// is redirected to (the pages' `form-action` must allow it).
+    logout_at: Option<Arc<ProviderSlot>>,
 }
 
 impl SecurityHeaders {
-    pub fn new(ui: &UiSettings) -> SecurityHeaders {
+    pub fn new(ui: &UiSettings, logout_at: Option<Arc<ProviderSlot>>) -> SecurityHeaders {
         SecurityHeaders {
             ui: Arc::new(ui.clone()),
+            logout_at,
         }
     }
 }
@@ -138,6 +143,7 @@ where
         ready(Ok(SecurityHeadersService {
             service: Rc::new(service),
             ui: self.ui.clone(),
+            logout_at: self.logout_at.clone(),
         }))
     }
 }
@@ -145,6 +151,7 @@ where
 pub struct SecurityHeadersService<S> {
     service: Rc<S>,
     ui: Arc<UiSettings>,
+    logout_at: Option<Arc<ProviderSlot>>,
 }
 
 type Answer<B> = Result<ServiceResponse<B>, actix_web::Error>;
@@ -165,29 +172,21 @@ where
             .extensions()
             .get::<tracing_actix_web::RequestId>()
             .map(|id| id.to_string());
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let logout_at = self.logout_at.clone();
         let context = PageContext::new(self.ui.clone(), request_id);
         let service = self.service.clone();
         let inner = PAGE.scope(context.clone(), async move { service.call(req).await });
         Box::pin(async move {
             match inner.await {
                 Ok(mut res) => {
-                    secure(
-                        res.headers_mut(),
-                        &context,
-                        state.as_ref().map(|s| s.get_ref()),
-                    );
+                    secure(res.headers_mut(), &context, logout_at.as_deref());
                     Ok(res)
                 }
                 // An error not yet turned into an answer (the error middleware's for a failed
                 // session store): render it now, within the page context, and secure it too.
                 Err(err) => {
                     let mut res = PAGE.sync_scope(context.clone(), || err.error_response());
-                    secure(
-                        res.headers_mut(),
-                        &context,
-                        state.as_ref().map(|s| s.get_ref()),
-                    );
+                    secure(res.headers_mut(), &context, logout_at.as_deref());
                     Err(actix_web::error::InternalError::from_response(err.to_string(), res).into())
                 }
             }
@@ -195,7 +194,7 @@ where
     }
 }
 
-fn secure(headers: &mut HeaderMap, context: &PageContext, state: Option<&AppState>) {
+fn secure(headers: &mut HeaderMap, context: &PageContext, logout_at: Option<&ProviderSlot>) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -220,9 +219,8 @@ fn secure(headers: &mut HeaderMap, context: &PageContext, state: Option<&AppStat
     }
     // With provider logout, the sign-out form's POST is answered with a redirect to the
     // provider's end-session endpoint.
-    let end_session = state
-        .filter(|s| s.signout.provider_logout)
-        .and_then(|s| s.provider.get())
+    let end_session = logout_at
+        .and_then(ProviderSlot::get)
         .and_then(|p| p.end_session_url(None, ""));
     let policy = content_security_policy(
         context.style_nonce.get().map(String::as_str),

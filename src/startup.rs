@@ -18,9 +18,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::browser::BrowserBinding;
 use crate::claims::ClaimNeeds;
-use crate::config::{
-    env_name, AccessSettings, ForwardSettings, Settings, SignoutSettings, TokenSettings,
-};
+use crate::config::{env_name, Settings};
 use crate::cookie_keys::{rotate_cookie_keys, CookieKeys};
 use crate::error::AppError;
 use crate::metrics::Metrics;
@@ -31,6 +29,7 @@ use crate::refresh::Refresher;
 use crate::return_to::RedirectPolicy;
 use crate::routes;
 use crate::session_cookie::SessionCookie;
+use crate::state::AppState;
 use crate::store::index::SessionIndex;
 use crate::store::locks::Locks;
 use crate::store::pending::PendingSignIns;
@@ -60,37 +59,6 @@ const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// rest of the body is read and dropped for up to this long, so the client sees the answer
 /// rather than a reset (actix-web's default, stated here).
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What every handler may use. Built once, shared by all workers.
-pub struct AppState {
-    pub store: RedisStore,
-    pub pending: PendingSignIns,
-    pub provider: Arc<ProviderSlot>,
-    pub binding: BrowserBinding,
-    pub redirects: RedirectPolicy,
-    pub proxies: TrustedProxies,
-    pub forward: ForwardSettings,
-    pub tokens: TokenSettings,
-    pub access: AccessSettings,
-    pub signout: SignoutSettings,
-    pub sessions: RedisSessionStore,
-    pub session_cookie: SessionCookie,
-    pub refresher: Arc<Refresher>,
-    /// The claims kept in sessions beyond the standard ones (groups, claim headers).
-    pub needs: ClaimNeeds,
-    pub cookie_keys: Arc<CookieKeys>,
-    pub metrics: web::Data<Metrics>,
-    /// Without a trailing slash.
-    pub public_url: String,
-    /// Signs `X-Auth-Request-Assertion`; serves `/.well-known/jwks.json` (always, so apps can
-    /// be set up before FORWARD__ASSERTION is turned on).
-    pub assertions: Arc<crate::assertion::Assertions>,
-    /// `Some` when BEARER__ENABLED.
-    pub bearer: Option<Arc<crate::bearer::Bearer>>,
-    /// The durable directory (users, blocks) and the audit queue.
-    pub directory: crate::directory::Directory,
-    pub audit: crate::directory::Audit,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -244,6 +212,9 @@ impl Application {
             &settings.provider,
         ));
 
+        let cookie_keys = web::Data::from(state.cookie_keys.clone());
+        let proxies = web::Data::new(state.proxies.clone());
+        let logout_at = state.provider.clone();
         let server = HttpServer::new(move || {
             let session_middleware = SessionMiddleware::builder(session_store.clone(), key.clone())
                 .cookie_name(session.cookie_name.clone())
@@ -262,10 +233,16 @@ impl Application {
                 // Inside `contract_errors`: a refused request is answered in the format.
                 .wrap(from_fn(limit_request_size))
                 .wrap(from_fn(contract_errors))
-                .wrap(crate::security_headers::SecurityHeaders::new(&settings.ui))
+                .wrap(crate::security_headers::SecurityHeaders::new(
+                    &settings.ui,
+                    settings.signout.provider_logout.then(|| logout_at.clone()),
+                ))
                 .wrap(from_fn(crate::metrics::record))
                 .wrap(TracingLogger::<GatehouseRootSpan>::new())
                 .app_data(state.clone())
+                // The parts middleware reads (they take no more than they use).
+                .app_data(cookie_keys.clone())
+                .app_data(proxies.clone())
                 .app_data(metrics_for_app.clone())
                 .app_data(gatehouse_document.clone())
                 .app_data(web::QueryConfig::default())
@@ -393,13 +370,6 @@ impl Application {
             handle.stop(true).await;
         });
         Ok(())
-    }
-}
-
-impl AppState {
-    /// The provider, once ready (503 `provider_unavailable` until discovery succeeds).
-    pub fn provider(&self) -> Result<Arc<crate::oauth::Provider>, AppError> {
-        self.provider.get().ok_or(AppError::ProviderUnavailable)
     }
 }
 

@@ -39,8 +39,8 @@ impl RootSpanBuilder for GatehouseRootSpan {
             .unwrap_or_default();
         // The client's address: X-Forwarded-For only counts from a trusted proxy.
         let client_ip = request
-            .app_data::<actix_web::web::Data<crate::startup::AppState>>()
-            .and_then(|state| state.proxies.client_ip(request.request()))
+            .app_data::<actix_web::web::Data<crate::proxy::TrustedProxies>>()
+            .and_then(|proxies| proxies.client_ip(request.request()))
             .map(|ip| ip.to_string())
             .unwrap_or_default();
         tracing::info_span!(

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::reader::{build_config, Reader};
 use super::{env_name, invalid, SettingsError, Sources};
-use crate::oauth::client_key::ClientKey;
+use crate::client_key::ClientKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {

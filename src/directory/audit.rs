@@ -132,7 +132,7 @@ pub struct SeenUser {
     pub at: u64,
 }
 
-/// The writer's gauges and counters. `crate::metrics::Metrics::audit` gives registered ones;
+/// The writer's gauges and counters. The app's metrics registry gives registered ones;
 /// [`AuditMetrics::unregistered`] is for tools and tests that serve no `/metrics`.
 #[derive(Clone)]
 pub struct AuditMetrics {

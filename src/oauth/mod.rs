@@ -7,7 +7,8 @@
 pub mod client;
 mod client_auth;
 pub mod client_jwk;
-pub mod client_key;
+// Lives at the top (settings parse the key at start-up); re-exported where it is used.
+pub use crate::client_key;
 pub mod discovery;
 mod error;
 pub(crate) mod http;

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::directory::EventKind;
 use crate::error::AppError;
 use crate::oauth::logout_token::{verify_for, LogoutTarget};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::logout_jti::LogoutJtis;
 
 pub async fn backchannel_logout(

@@ -8,7 +8,7 @@ use crate::directory::{Blocked, EventKind, SeenUser};
 use crate::error::AppError;
 use crate::identity::now_unix;
 use crate::signin::Callback;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::record::Meta;
 
 /// Generous for any real provider; larger is an attack or a mistake.

@@ -15,7 +15,7 @@ use crate::assertion::AssertionClaims;
 use crate::error::AppError;
 use crate::identity::{now_unix, Identity};
 use crate::refresh::{Outcome, Seen};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::record::{self, AuthView, SessionKey};
 
 /// What a header value must not carry as is: control characters (and, so that an encoded

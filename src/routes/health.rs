@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A dead Redis must make readiness fail fast, not hang the probe.
 const READINESS_BOUND: Duration = Duration::from_millis(1500);

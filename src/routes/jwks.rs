@@ -3,7 +3,7 @@
 use actix_web::http::header::{CacheControl, CacheDirective};
 use actix_web::{web, HttpResponse};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How long apps and caches may keep the key set. Keys change only when the session secret
 /// is rotated, and JWT libraries fetch the set again when an assertion names an unknown key.

@@ -42,7 +42,7 @@ pub fn with_session(cfg: &mut web::ServiceConfig) {
 /// request id, for finding its log lines.
 pub(crate) fn audit_event(
     req: &actix_web::HttpRequest,
-    state: &crate::startup::AppState,
+    state: &crate::state::AppState,
     kind: crate::directory::EventKind,
 ) -> crate::directory::AuditEvent {
     use actix_web::HttpMessage;

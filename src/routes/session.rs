@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::AppError;
 use crate::refresh::{Outcome, Seen};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::record::SessionKey;
 
 #[derive(Serialize)]

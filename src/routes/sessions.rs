@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::directory::EventKind;
 use crate::error::{AppError, Format};
 use crate::security_headers::PageContext;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::index::Listed;
 use crate::store::record::SessionKey;
 

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use url::Url;
 
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The page to come back to, set by a proxy (same name as oauth2-proxy's).
 pub const RETURN_TO_HEADER: &str = "x-auth-request-redirect";

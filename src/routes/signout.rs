@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
 use crate::return_to::RedirectPolicy;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn signout(
     req: HttpRequest,

@@ -2,16 +2,16 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 
 use super::*;
 
-const RSA_PKCS1: &str = include_str!("../../tests/data/test-only-keys/rsa-key.pem");
-const RSA_PKCS8: &str = include_str!("../../tests/data/test-only-keys/rsa-key-pkcs8.pem");
-const RSA_JWK: &str = include_str!("../../tests/data/test-only-keys/rsa-jwk.json");
-const EC_PKCS8: &str = include_str!("../../tests/data/test-only-keys/ec-p256-key.pem");
-const EC_SEC1: &str = include_str!("../../tests/data/test-only-keys/ec-p256-key-sec1.pem");
-const EC_JWK: &str = include_str!("../../tests/data/test-only-keys/ec-p256-jwk.json");
-const EC_P384: &str = include_str!("../../tests/data/test-only-keys/ec-p384-key.pem");
-const RSA_PUBLIC: &str = include_str!("../../tests/data/test-only-keys/rsa-public.pem");
-const RSA_CERT: &str = include_str!("../../tests/data/test-only-keys/rsa-cert.pem");
-const OTHER_RSA_CERT: &str = include_str!("../../tests/data/test-only-keys/other-rsa-cert.pem");
+const RSA_PKCS1: &str = include_str!("../tests/data/test-only-keys/rsa-key.pem");
+const RSA_PKCS8: &str = include_str!("../tests/data/test-only-keys/rsa-key-pkcs8.pem");
+const RSA_JWK: &str = include_str!("../tests/data/test-only-keys/rsa-jwk.json");
+const EC_PKCS8: &str = include_str!("../tests/data/test-only-keys/ec-p256-key.pem");
+const EC_SEC1: &str = include_str!("../tests/data/test-only-keys/ec-p256-key-sec1.pem");
+const EC_JWK: &str = include_str!("../tests/data/test-only-keys/ec-p256-jwk.json");
+const EC_P384: &str = include_str!("../tests/data/test-only-keys/ec-p384-key.pem");
+const RSA_PUBLIC: &str = include_str!("../tests/data/test-only-keys/rsa-public.pem");
+const RSA_CERT: &str = include_str!("../tests/data/test-only-keys/rsa-cert.pem");
+const OTHER_RSA_CERT: &str = include_str!("../tests/data/test-only-keys/other-rsa-cert.pem");
 
 fn jwk(text: &str) -> serde_json::Value {
     serde_json::from_str(text).expect("jwk")
