@@ -82,13 +82,13 @@ impl PageContext {
 /// The `Content-Security-Policy` of an HTML answer.
 ///
 /// `style_nonce`: the nonce of the page's inline style, if it has one. `logo`: the configured
-/// logo, whose origin may serve images. `form_target`: another origin a form may end up on
+/// logo, whose origin may serve images. `form_targets`: other origins a form may end up on
 /// (Chrome applies `form-action` to the redirects after a form's POST too, and sign-out may
 /// continue at the provider).
 pub fn content_security_policy(
     style_nonce: Option<&str>,
     logo: Option<&Url>,
-    form_target: Option<&Url>,
+    form_targets: &[Url],
 ) -> String {
     let style = match style_nonce {
         Some(nonce) => format!("'nonce-{nonce}'"),
@@ -99,9 +99,12 @@ pub fn content_security_policy(
         None => "'none'".to_owned(),
     };
     let mut form = "'self'".to_owned();
-    if let Some(url) = form_target {
-        form.push(' ');
-        form.push_str(&url.origin().ascii_serialization());
+    for url in form_targets {
+        let origin = url.origin().ascii_serialization();
+        if !form.split(' ').any(|o| o == origin) {
+            form.push(' ');
+            form.push_str(&origin);
+        }
     }
     format!(
         "default-src 'none'; style-src {style}; img-src {img}; form-action {form}; \
@@ -220,14 +223,15 @@ fn secure(headers: &mut HeaderMap, context: &PageContext, state: Option<&AppStat
     }
     // With provider logout, the sign-out form's POST is answered with a redirect to the
     // provider's end-session endpoint.
+    // (Any configured provider's: the form does not know whose session it ends.)
     let end_session = state
         .filter(|s| s.signout.provider_logout)
-        .and_then(|s| s.provider.get())
-        .and_then(|p| p.end_session_url(None, ""));
+        .map(|s| s.providers.end_session_urls())
+        .unwrap_or_default();
     let policy = content_security_policy(
         context.style_nonce.get().map(String::as_str),
         context.ui.logo_url.as_ref(),
-        end_session.as_ref(),
+        &end_session,
     );
     if let Ok(value) = HeaderValue::from_str(&policy) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
@@ -245,13 +249,13 @@ mod tests {
     #[test]
     fn the_policy_allows_nothing_but_what_is_named() {
         assert_eq!(
-            content_security_policy(None, None, None),
+            content_security_policy(None, None, &[]),
             "default-src 'none'; style-src 'none'; img-src 'none'; form-action 'self'; \
              base-uri 'none'; frame-ancestors 'none'"
         );
         let logo = Url::parse("https://cdn.example.com:8443/brand/logo.svg?v=2").unwrap();
         let provider = Url::parse("https://id.example.com/session/end?x=1").unwrap();
-        let policy = content_security_policy(Some("abc_-1"), Some(&logo), Some(&provider));
+        let policy = content_security_policy(Some("abc_-1"), Some(&logo), &[provider]);
         assert_eq!(
             policy,
             "default-src 'none'; style-src 'nonce-abc_-1'; img-src https://cdn.example.com:8443; \

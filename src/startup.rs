@@ -17,15 +17,12 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::BrowserBinding;
-use crate::claims::ClaimNeeds;
-use crate::config::{
-    env_name, AccessSettings, ForwardSettings, Settings, SignoutSettings, TokenSettings,
-};
+use crate::config::{env_name, ForwardSettings, Settings, SignoutSettings, TokenSettings};
 use crate::cookie_keys::{rotate_cookie_keys, CookieKeys};
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::middleware::contract_errors;
-use crate::oauth::ProviderSlot;
+use crate::providers::Providers;
 use crate::proxy::TrustedProxies;
 use crate::refresh::Refresher;
 use crate::return_to::RedirectPolicy;
@@ -63,19 +60,17 @@ const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct AppState {
     pub store: RedisStore,
     pub pending: PendingSignIns,
-    pub provider: Arc<ProviderSlot>,
+    /// Every configured provider by name, the default one first.
+    pub providers: Arc<Providers>,
     pub binding: BrowserBinding,
     pub redirects: RedirectPolicy,
     pub proxies: TrustedProxies,
     pub forward: ForwardSettings,
     pub tokens: TokenSettings,
-    pub access: AccessSettings,
     pub signout: SignoutSettings,
     pub sessions: RedisSessionStore,
     pub session_cookie: SessionCookie,
     pub refresher: Arc<Refresher>,
-    /// The claims kept in sessions beyond the standard ones (groups, claim headers).
-    pub needs: ClaimNeeds,
     pub cookie_keys: Arc<CookieKeys>,
     pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
@@ -128,11 +123,12 @@ impl Application {
         let store = RedisStore::connect(&settings.redis)
             .map_err(|e| StartupError::Setting(e.to_string()))?
             .observed(Arc::new(move |took, ok| redis_metrics.redis_call(took, ok)));
-        let provider = Arc::new(ProviderSlot::default());
-        provider
-            .start(settings.provider.clone(), settings.server.clone())
-            .await
-            .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("provider.issuer"))))?;
+        let providers = Arc::new(
+            Providers::start(&settings)
+                .await
+                .map_err(StartupError::Setting)?,
+        );
+        metrics.know_providers(providers.iter().map(|p| p.name.as_str()));
         let key =
             Key::try_from(settings.session.secret.expose_secret().as_slice()).map_err(|_| {
                 StartupError::Setting(format!(
@@ -147,22 +143,10 @@ impl Application {
             settings.session.max_lifetime,
         );
         let session_store = RedisSessionStore::new(store.clone(), settings.session.ttl, index);
-        let needs = ClaimNeeds {
-            groups: settings.access.groups_claim.clone(),
-            groups_required: !settings.access.allowed_groups.is_empty(),
-            headers: settings
-                .forward
-                .claim_headers
-                .iter()
-                .map(|h| h.claim.clone())
-                .collect(),
-        };
         let refresher = Arc::new(Refresher::new(
             session_store.clone(),
             Locks::new(store.clone()),
-            provider.clone(),
-            settings.access.clone(),
-            needs.clone(),
+            providers.clone(),
             settings.tokens.clone(),
             metrics.clone().into_inner(),
         ));
@@ -202,12 +186,10 @@ impl Application {
             proxies: TrustedProxies::new(settings.proxy.trusted.clone()),
             forward: settings.forward.clone(),
             tokens: settings.tokens.clone(),
-            access: settings.access.clone(),
             signout: settings.signout.clone(),
             sessions: session_store.clone(),
             session_cookie: SessionCookie::new(&key, &settings.session.cookie_name),
             refresher,
-            needs,
             cookie_keys: Arc::new(CookieKeys::new(key.clone(), &settings.session)),
             metrics: metrics.clone(),
             public_url: settings
@@ -216,7 +198,7 @@ impl Application {
                 .as_str()
                 .trim_end_matches('/')
                 .to_owned(),
-            provider,
+            providers,
             store: store.clone(),
             assertions: Arc::new(assertions),
             bearer,
@@ -373,13 +355,6 @@ impl Application {
             handle.stop(true).await;
         });
         Ok(())
-    }
-}
-
-impl AppState {
-    /// The provider, once ready (503 `provider_unavailable` until discovery succeeds).
-    pub fn provider(&self) -> Result<Arc<crate::oauth::Provider>, AppError> {
-        self.provider.get().ok_or(AppError::ProviderUnavailable)
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP: parse requests, call the domain, answer. One file per endpoint group.
 
 pub mod callback;
+pub mod choose;
 pub mod forward_auth;
 pub mod health;
 pub mod jwks;
