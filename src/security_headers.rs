@@ -262,6 +262,16 @@ mod tests {
              form-action 'self' https://id.example.com; base-uri 'none'; frame-ancestors 'none'"
         );
         assert!(!policy.contains("script"), "no script source at all");
+        // Several providers: each end-session origin once.
+        let corp = Url::parse("https://login.corp.example/logout").unwrap();
+        let again = Url::parse("https://id.example.com/other").unwrap();
+        let provider = Url::parse("https://id.example.com/session/end").unwrap();
+        let policy = content_security_policy(None, None, &[provider, corp, again]);
+        assert!(
+            policy
+                .contains("form-action 'self' https://id.example.com https://login.corp.example;"),
+            "{policy}"
+        );
     }
 
     #[test]
