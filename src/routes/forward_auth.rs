@@ -56,32 +56,32 @@ pub async fn forward_auth(
         return respond(&req, &state, &rules, &answer, entry, None);
     }
     let Some(cookie) = state.session_cookie.read(req.headers()) else {
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let Some(key) = SessionKey::parse(&cookie) else {
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let Some(bytes) = state.sessions.touch(key.id).await? else {
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let view = match record::view(&bytes) {
         Ok(view) => view,
         Err(e) => {
             tracing::warn!(error = %e, "stored session could not be read");
-            return Err(not_signed_in(&req, &state));
+            return Err(not_signed_in(&req, &state, &rules));
         }
     };
     // The session's provider decides its rules; a provider no longer configured signs no one
     // in any more.
     let Some(entry) = state.providers.of_record(view.provider.as_deref()) else {
         tracing::info!("session of a provider no longer configured: not signed in");
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let index = state.sessions.index();
     if index.past_lifetime(view.created_at, now_unix()) {
         tracing::info!("session reached its absolute lifetime: ended");
         index.end(key.id).await?;
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     }
     let seen = Seen {
         id: key.id,
@@ -93,7 +93,7 @@ pub async fn forward_auth(
     let refreshed = match state.refresher.ensure_fresh(seen).await? {
         Outcome::Live => None,
         Outcome::Refreshed(session) => Some(session),
-        Outcome::Ended => return Err(not_signed_in(&req, &state)),
+        Outcome::Ended => return Err(not_signed_in(&req, &state, &rules)),
         Outcome::Refused => {
             return Err(AppError::AccessDenied(
                 "you are no longer allowed here; ask your administrator for access",
@@ -248,14 +248,28 @@ fn add_named(res: &mut HttpResponseBuilder, name: HeaderName, value: &str) {
     }
 }
 
-fn not_signed_in(req: &HttpRequest, state: &AppState) -> AppError {
+/// 401; for a page load, a page that leads to sign-in (at the provider the route asks for,
+/// when it names a configured one).
+fn not_signed_in(req: &HttpRequest, state: &AppState, rules: &RouteRules) -> AppError {
     if !crate::navigation::is_browser_navigation(req) {
         return AppError::Unauthorized;
     }
-    let mut url = format!("{}/signin", state.public_url);
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(entry) = rules
+        .provider
+        .as_deref()
+        .and_then(|n| state.providers.get(n))
+    {
+        query.append_pair("provider", &entry.name);
+    }
     if let Some(original) = state.proxies.original_url(req) {
-        url.push_str("?return_to=");
-        url.extend(url::form_urlencoded::byte_serialize(original.as_bytes()));
+        query.append_pair("return_to", &original);
+    }
+    let query = query.finish();
+    let mut url = format!("{}/signin", state.public_url);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
     }
     AppError::SignInRequired(url)
 }

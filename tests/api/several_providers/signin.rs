@@ -367,3 +367,48 @@ async fn one_provider_down_leaves_sign_ins_with_the_other_working() {
     .await;
     assert_json_error(all_dead.get("/readyz").await, 503, "provider_unavailable").await;
 }
+
+#[tokio::test]
+async fn a_page_load_refused_by_auth_leads_to_the_routes_provider() {
+    let app = spawn_app_with(&[
+        ("GATEHOUSE__PROXY__TRUSTED", "127.0.0.1/32"),
+        (
+            "GATEHOUSE__PROVIDERS__CORP__AUTH_URL",
+            "http://127.0.0.1:9/corp/authorize",
+        ),
+        (
+            "GATEHOUSE__PROVIDERS__CORP__TOKEN_URL",
+            "http://127.0.0.1:9/corp/token",
+        ),
+        ("GATEHOUSE__PROVIDERS__CORP__CLIENT_ID", "corp-client"),
+    ])
+    .await;
+    let page_for = |path: &'static str| {
+        app.client
+            .get(app.url(path))
+            .header("accept", "text/html")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "app.example.com")
+            .header("x-forwarded-uri", "/partners/x")
+            .send()
+    };
+    let res = page_for("/auth?provider=corp").await.expect("auth");
+    assert_eq!(res.status().as_u16(), 401);
+    let page = res.text().await.expect("page");
+    assert!(
+        page.contains(
+            "href=\"http://gatehouse.test/signin?provider=corp&#38;return_to=https%3A%2F%2Fapp.example.com%2Fpartners%2Fx\""
+        ),
+        "{page}"
+    );
+    // A name that is not configured is not repeated (and signs in nowhere).
+    let res = page_for("/auth?provider=nope").await.expect("auth");
+    let page = res.text().await.expect("page");
+    assert!(
+        page.contains(
+            "href=\"http://gatehouse.test/signin?return_to=https%3A%2F%2Fapp.example.com%2Fpartners%2Fx\""
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("nope"), "{page}");
+}
