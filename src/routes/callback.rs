@@ -68,9 +68,11 @@ async fn complete<'s>(
         if let Some(name) =
             crate::signin::provider_of(&state.pending, params.state.as_deref()).await?
         {
-            let entry = state.providers.of_record(name.as_deref());
-            if entry.is_some_and(|e| e.ready().is_none()) {
-                return Err(AppError::ProviderUnavailable);
+            if let Some(entry) = state.providers.of_record(name.as_deref()) {
+                if entry.ready().is_none() {
+                    *provider_name = Some(entry.name.as_str());
+                    return Err(AppError::ProviderUnavailable);
+                }
             }
         }
     }

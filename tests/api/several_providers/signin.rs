@@ -305,6 +305,15 @@ async fn a_callback_for_a_provider_not_ready_here_keeps_its_sign_in() {
     let callback = idp_login(&first.client, &location(&res), "vic").await;
     let res = second.follow_callback(&first.client, &callback).await;
     assert_json_error(res, 503, "provider_unavailable").await;
+    let text = scrape(&second).await;
+    assert_eq!(
+        series(
+            &text,
+            "gatehouse_signins_failed_total{provider=\"corp\",reason=\"provider_unavailable\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
     // The sign-in was not spent: the instance where corp is ready finishes it.
     let res = first.follow_callback(&first.client, &callback).await;
     assert_eq!(res.status().as_u16(), 303);
