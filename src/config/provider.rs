@@ -1,7 +1,7 @@
 //! Settings of the OpenID/OAuth provider and of our client there.
 //!
-//! Everything about one provider lives in `ProviderSettings`, so that several providers can
-//! later be a list of them.
+//! Everything about one provider lives in `ProviderSettings`; the same code reads the default
+//! provider (`[provider]`) and each further one (`[providers.<name>]`, see `providers.rs`).
 
 use std::time::Duration;
 
