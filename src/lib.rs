@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod navigation;
 pub mod oauth;
+pub mod providers;
 pub mod proxy;
 pub mod random;
 pub mod refresh;

@@ -25,8 +25,8 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    signins_started: IntCounter,
-    signins_completed: IntCounter,
+    signins_started: IntCounterVec,
+    signins_completed: IntCounterVec,
     signins_failed: IntCounterVec,
     refreshes: IntCounterVec,
     redis_errors: IntCounter,
@@ -52,23 +52,34 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
         )?;
-        let signins_started =
-            IntCounter::new("gatehouse_signins_started_total", "Sign-ins started")?;
-        let signins_completed =
-            IntCounter::new("gatehouse_signins_completed_total", "Sign-ins completed")?;
+        let signins_started = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_signins_started_total",
+                "Sign-ins started, by provider",
+            ),
+            &["provider"],
+        )?;
+        let signins_completed = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_signins_completed_total",
+                "Sign-ins completed, by provider",
+            ),
+            &["provider"],
+        )?;
         let signins_failed = IntCounterVec::new(
             Opts::new(
                 "gatehouse_signins_failed_total",
-                "Callbacks that did not sign anyone in, by error code",
+                "Callbacks that did not sign anyone in, by error code and provider (empty when \
+                 the sign-in was unknown)",
             ),
-            &["reason"],
+            &["reason", "provider"],
         )?;
         let refreshes = IntCounterVec::new(
             Opts::new(
                 "gatehouse_token_refreshes_total",
-                "Token refreshes by outcome",
+                "Token refreshes by outcome and provider",
             ),
-            &["outcome"],
+            &["outcome", "provider"],
         )?;
         let redis_errors =
             IntCounter::new("gatehouse_redis_errors_total", "Redis commands that failed")?;
@@ -128,20 +139,35 @@ impl Metrics {
         self.audit.clone()
     }
 
-    pub fn signin_started(&self) {
-        self.signins_started.inc();
+    /// Shows every configured provider's sign-in counters from the start (at 0).
+    ///
+    /// The `provider` label of every series is one of the configured names (or empty, for a
+    /// callback whose sign-in is unknown): callers pass a name they looked up, never request
+    /// input, so the series stay bounded.
+    pub fn know_providers<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            self.signins_started.with_label_values(&[name]);
+            self.signins_completed.with_label_values(&[name]);
+        }
     }
 
-    pub fn signin_completed(&self) {
-        self.signins_completed.inc();
+    pub fn signin_started(&self, provider: &str) {
+        self.signins_started.with_label_values(&[provider]).inc();
     }
 
-    pub fn signin_failed(&self, reason: &str) {
-        self.signins_failed.with_label_values(&[reason]).inc();
+    pub fn signin_completed(&self, provider: &str) {
+        self.signins_completed.with_label_values(&[provider]).inc();
     }
 
-    pub fn refreshed(&self, outcome: &str) {
-        self.refreshes.with_label_values(&[outcome]).inc();
+    /// `provider`: `None` when the callback's sign-in was unknown (no provider to name).
+    pub fn signin_failed(&self, reason: &str, provider: Option<&str>) {
+        self.signins_failed
+            .with_label_values(&[reason, provider.unwrap_or_default()])
+            .inc();
+    }
+
+    pub fn refreshed(&self, outcome: &str, provider: &str) {
+        self.refreshes.with_label_values(&[outcome, provider]).inc();
     }
 
     pub fn redis_call(&self, took: Duration, ok: bool) {

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::claims::ClaimNeeds;
-use crate::config::{AccessSettings, TokenSettings};
+use crate::config::{TokenSettings, DEFAULT_PROVIDER};
 use crate::directory::{Audit, AuditEvent, EventKind};
 use crate::identity::{now_unix, Identity, TokenSet};
 use crate::metrics::Metrics;
-use crate::oauth::{Provider, ProviderError, ProviderSlot};
+use crate::oauth::{Provider, ProviderError};
+use crate::providers::{ProviderEntry, Providers};
 use crate::store::index::SessionIndex;
 use crate::store::locks::Locks;
 use crate::store::record::{Session, KEY_LEN};
@@ -57,6 +58,8 @@ pub struct Seen<'a> {
     pub key: Option<[u8; KEY_LEN]>,
     pub expires_at: Option<u64>,
     pub refreshable: bool,
+    /// The session's provider (`None`: the default one): the refresh goes there.
+    pub provider: Option<&'a str>,
 }
 
 type Shared = watch::Receiver<Option<Result<Outcome, ()>>>;
@@ -64,9 +67,8 @@ type Shared = watch::Receiver<Option<Result<Outcome, ()>>>;
 pub struct Refresher {
     sessions: RedisSessionStore,
     locks: Locks,
-    provider: Arc<ProviderSlot>,
-    access: AccessSettings,
-    needs: ClaimNeeds,
+    /// Each session is refreshed at its own provider, under that provider's rules.
+    providers: Arc<Providers>,
     settings: TokenSettings,
     metrics: Arc<Metrics>,
     audit: Audit,
@@ -76,13 +78,10 @@ pub struct Refresher {
 
 impl Refresher {
     /// The parts a refresh touches, each named (built once, in `startup`).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         sessions: RedisSessionStore,
         locks: Locks,
-        provider: Arc<ProviderSlot>,
-        access: AccessSettings,
-        needs: ClaimNeeds,
+        providers: Arc<Providers>,
         settings: TokenSettings,
         metrics: Arc<Metrics>,
         audit: Audit,
@@ -90,9 +89,7 @@ impl Refresher {
         Refresher {
             sessions,
             locks,
-            provider,
-            access,
-            needs,
+            providers,
             settings,
             metrics,
             audit,
@@ -122,7 +119,8 @@ impl Refresher {
             self.index().end(seen.id).await?;
             return Ok(Outcome::Ended);
         }
-        let (mut shared, started) = self.shared_refresh(seen.id, seen.key, expires_at);
+        let provider = seen.provider.unwrap_or(DEFAULT_PROVIDER).to_owned();
+        let (mut shared, started) = self.shared_refresh(seen.id, seen.key, expires_at, provider);
         if still_valid && !started {
             // The token still serves: the refresh under way goes on without this request.
             return Ok(Outcome::Live);
@@ -148,15 +146,16 @@ impl Refresher {
         id: &str,
         key: Option<[u8; KEY_LEN]>,
         seen: u64,
+        provider: String,
     ) -> (Shared, bool) {
         let Ok(mut inflight) = self.inflight.lock() else {
             // A poisoned map only loses the sharing, never the refresh.
-            return (self.spawn(id.to_owned(), key, seen, false), true);
+            return (self.spawn(id.to_owned(), key, seen, provider, false), true);
         };
         if let Some(rx) = inflight.get(id) {
             return (rx.clone(), false);
         }
-        let rx = self.spawn(id.to_owned(), key, seen, true);
+        let rx = self.spawn(id.to_owned(), key, seen, provider, true);
         inflight.insert(id.to_owned(), rx.clone());
         (rx, true)
     }
@@ -166,12 +165,13 @@ impl Refresher {
         id: String,
         key: Option<[u8; KEY_LEN]>,
         seen: u64,
+        provider: String,
         shared: bool,
     ) -> Shared {
         let (tx, rx) = watch::channel(None);
         let this = Arc::clone(self);
         actix_web::rt::spawn(async move {
-            let outcome = this.run(&id, key, seen).await.map_err(|e| {
+            let outcome = this.run(&id, key, seen, &provider).await.map_err(|e| {
                 tracing::warn!(error = %e, "redis call failed during a refresh");
             });
             if shared {
@@ -189,9 +189,20 @@ impl Refresher {
         id: &str,
         key: Option<[u8; KEY_LEN]>,
         seen: u64,
+        provider_name: &str,
     ) -> Result<Outcome, StoreError> {
         let still_valid = || now_unix() < seen;
-        let Some(provider) = self.provider.get() else {
+        // A provider no longer configured cannot refresh: its sessions last while their
+        // tokens do, as with a provider that is down.
+        let Some(entry) = self.providers.get(provider_name) else {
+            tracing::warn!("session of a provider no longer configured: not refreshed");
+            return Ok(if still_valid() {
+                Outcome::Live
+            } else {
+                Outcome::Ended
+            });
+        };
+        let Some(provider) = entry.ready() else {
             return Ok(if still_valid() {
                 Outcome::Live
             } else {
@@ -209,23 +220,21 @@ impl Refresher {
             }
             return self.wait_for_other(id, key, seen, lease_time).await;
         };
-        let outcome =
-            match tokio::time::timeout(critical, self.refresh(&provider, id, key, seen, &lease))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    tracing::warn!(
+        let refresh = self.refresh(entry, &provider, id, key, seen, &lease);
+        let outcome = match tokio::time::timeout(critical, refresh).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(
                     "refresh took longer than its bound; keeping the session while the token lasts"
                 );
-                    self.metrics.refreshed("timeout");
-                    Ok(if still_valid() {
-                        Outcome::Live
-                    } else {
-                        Outcome::Ended
-                    })
-                }
-            };
+                self.metrics.refreshed("timeout", &entry.name);
+                Ok(if still_valid() {
+                    Outcome::Live
+                } else {
+                    Outcome::Ended
+                })
+            }
+        };
         // Every path gives the lease back (a no-op when the write already did).
         if let Err(e) = self.locks.release(lease).await {
             tracing::warn!(error = %e, "could not release a refresh lease");
@@ -235,6 +244,7 @@ impl Refresher {
 
     async fn refresh(
         &self,
+        entry: &ProviderEntry,
         provider: &Provider,
         id: &str,
         key: Option<[u8; KEY_LEN]>,
@@ -267,13 +277,13 @@ impl Refresher {
                     current.identity = renewed_identity(
                         current.identity,
                         newer,
-                        &self.needs,
+                        &entry.needs,
                         provider,
                         &current.tokens,
                     )
                     .await;
                 }
-                if let Err(refusal) = crate::access::check(&self.access, &current.identity) {
+                if let Err(refusal) = crate::access::check(&entry.access, &current.identity) {
                     refusal.log(&current.identity.subject, "after a refresh");
                     self.audit.record(
                         AuditEvent::new(EventKind::RefreshFailed)
@@ -281,7 +291,7 @@ impl Refresher {
                             .reason("access_denied"),
                     );
                     self.index().end(id).await?;
-                    self.metrics.refreshed("refused");
+                    self.metrics.refreshed("refused", &entry.name);
                     return Ok(Outcome::Refused);
                 }
                 match self
@@ -297,12 +307,12 @@ impl Refresher {
                         tracing::warn!("refresh lease expired before the write; tokens not stored");
                     }
                 }
-                self.metrics.refreshed("ok");
+                self.metrics.refreshed("ok", &entry.name);
                 tracing::info!(subject = %current.identity.subject, "access token refreshed");
                 Ok(Outcome::Refreshed(Box::new(current)))
             }
             Err(ProviderError::ErrorResponse(code)) if code == "invalid_grant" => {
-                self.metrics.refreshed("invalid_grant");
+                self.metrics.refreshed("invalid_grant", &entry.name);
                 tracing::info!("refresh token refused (invalid_grant): session ended");
                 self.audit.record(
                     AuditEvent::new(EventKind::RefreshFailed)
@@ -313,7 +323,7 @@ impl Refresher {
                 Ok(Outcome::Ended)
             }
             Err(e) => {
-                self.metrics.refreshed("failed");
+                self.metrics.refreshed("failed", &entry.name);
                 // A provider outage must not log anyone out before their token actually expires.
                 tracing::warn!(reason = %e, "refresh failed; keeping the session while the token lasts");
                 Ok(if still_valid {

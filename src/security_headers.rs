@@ -27,7 +27,7 @@ use actix_web::HttpMessage;
 use url::Url;
 
 use crate::config::UiSettings;
-use crate::oauth::ProviderSlot;
+use crate::providers::Providers;
 
 tokio::task_local! {
     static PAGE: PageContext;
@@ -82,13 +82,13 @@ impl PageContext {
 /// The `Content-Security-Policy` of an HTML answer.
 ///
 /// `style_nonce`: the nonce of the page's inline style, if it has one. `logo`: the configured
-/// logo, whose origin may serve images. `form_target`: another origin a form may end up on
+/// logo, whose origin may serve images. `form_targets`: other origins a form may end up on
 /// (Chrome applies `form-action` to the redirects after a form's POST too, and sign-out may
 /// continue at the provider).
 pub fn content_security_policy(
     style_nonce: Option<&str>,
     logo: Option<&Url>,
-    form_target: Option<&Url>,
+    form_targets: &[Url],
 ) -> String {
     let style = match style_nonce {
         Some(nonce) => format!("'nonce-{nonce}'"),
@@ -99,9 +99,12 @@ pub fn content_security_policy(
         None => "'none'".to_owned(),
     };
     let mut form = "'self'".to_owned();
-    if let Some(url) = form_target {
-        form.push(' ');
-        form.push_str(&url.origin().ascii_serialization());
+    for url in form_targets {
+        let origin = url.origin().ascii_serialization();
+        if !form.split(' ').any(|o| o == origin) {
+            form.push(' ');
+            form.push_str(&origin);
+        }
     }
     format!(
         "default-src 'none'; style-src {style}; img-src {img}; form-action {form}; \
@@ -116,11 +119,11 @@ pub struct SecurityHeaders {
     ui: Arc<UiSettings>,
     /// With provider logout: the provider whose end-session endpoint the sign-out form's POST
     /// is redirected to (the pages' `form-action` must allow it).
-    logout_at: Option<Arc<ProviderSlot>>,
+    logout_at: Option<Arc<Providers>>,
 }
 
 impl SecurityHeaders {
-    pub fn new(ui: &UiSettings, logout_at: Option<Arc<ProviderSlot>>) -> SecurityHeaders {
+    pub fn new(ui: &UiSettings, logout_at: Option<Arc<Providers>>) -> SecurityHeaders {
         SecurityHeaders {
             ui: Arc::new(ui.clone()),
             logout_at,
@@ -151,7 +154,7 @@ where
 pub struct SecurityHeadersService<S> {
     service: Rc<S>,
     ui: Arc<UiSettings>,
-    logout_at: Option<Arc<ProviderSlot>>,
+    logout_at: Option<Arc<Providers>>,
 }
 
 type Answer<B> = Result<ServiceResponse<B>, actix_web::Error>;
@@ -194,7 +197,7 @@ where
     }
 }
 
-fn secure(headers: &mut HeaderMap, context: &PageContext, logout_at: Option<&ProviderSlot>) {
+fn secure(headers: &mut HeaderMap, context: &PageContext, logout_at: Option<&Providers>) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -219,13 +222,14 @@ fn secure(headers: &mut HeaderMap, context: &PageContext, logout_at: Option<&Pro
     }
     // With provider logout, the sign-out form's POST is answered with a redirect to the
     // provider's end-session endpoint.
+    // (Any configured provider's: the form does not know whose session it ends.)
     let end_session = logout_at
-        .and_then(ProviderSlot::get)
-        .and_then(|p| p.end_session_url(None, ""));
+        .map(Providers::end_session_urls)
+        .unwrap_or_default();
     let policy = content_security_policy(
         context.style_nonce.get().map(String::as_str),
         context.ui.logo_url.as_ref(),
-        end_session.as_ref(),
+        &end_session,
     );
     if let Ok(value) = HeaderValue::from_str(&policy) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
@@ -243,19 +247,29 @@ mod tests {
     #[test]
     fn the_policy_allows_nothing_but_what_is_named() {
         assert_eq!(
-            content_security_policy(None, None, None),
+            content_security_policy(None, None, &[]),
             "default-src 'none'; style-src 'none'; img-src 'none'; form-action 'self'; \
              base-uri 'none'; frame-ancestors 'none'"
         );
         let logo = Url::parse("https://cdn.example.com:8443/brand/logo.svg?v=2").unwrap();
         let provider = Url::parse("https://id.example.com/session/end?x=1").unwrap();
-        let policy = content_security_policy(Some("abc_-1"), Some(&logo), Some(&provider));
+        let policy = content_security_policy(Some("abc_-1"), Some(&logo), &[provider]);
         assert_eq!(
             policy,
             "default-src 'none'; style-src 'nonce-abc_-1'; img-src https://cdn.example.com:8443; \
              form-action 'self' https://id.example.com; base-uri 'none'; frame-ancestors 'none'"
         );
         assert!(!policy.contains("script"), "no script source at all");
+        // Several providers: each end-session origin once.
+        let corp = Url::parse("https://login.corp.example/logout").unwrap();
+        let again = Url::parse("https://id.example.com/other").unwrap();
+        let provider = Url::parse("https://id.example.com/session/end").unwrap();
+        let policy = content_security_policy(None, None, &[provider, corp, again]);
+        assert!(
+            policy
+                .contains("form-action 'self' https://id.example.com https://login.corp.example;"),
+            "{policy}"
+        );
     }
 
     #[test]

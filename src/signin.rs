@@ -49,10 +49,12 @@ impl From<ProviderError> for AppError {
     }
 }
 
-/// Starts a sign-in for `browser_id`, on behalf of `client` (who the per-client limit counts;
-/// `None` when unknown); returns the provider URL to send the browser to.
+/// Starts a sign-in for `browser_id` at `provider` (configured as `provider_name`), on behalf
+/// of `client` (who the per-client limit counts; `None` when unknown); returns the provider URL
+/// to send the browser to.
 pub async fn start(
     provider: &Provider,
+    provider_name: &str,
     pending: &PendingSignIns,
     redirects: &RedirectPolicy,
     browser_id: &str,
@@ -68,6 +70,7 @@ pub async fn start(
         nonce,
         return_to: redirects.sanitize(requested_return_to),
         created_at: now_unix(),
+        provider: Some(provider_name.to_owned()),
     };
     match pending.put(&state, &record, client).await? {
         Admission::Admitted => Ok(request.url),
@@ -132,6 +135,26 @@ pub struct Redeemed {
     record: PendingSignIn,
     /// Which of the browser ids offered carried the binding.
     pub matched: usize,
+}
+
+impl Redeemed {
+    /// The name of the provider the sign-in was started with (`None`: the default one).
+    pub fn provider(&self) -> Option<&str> {
+        self.record.provider.as_deref()
+    }
+}
+
+/// Which provider the pending sign-in `state` was started with, without redeeming it:
+/// `Some(name)` (`Some(None)`: the default one), or `None` when there is no such sign-in (the
+/// redemption will say so).
+pub async fn provider_of(
+    pending: &PendingSignIns,
+    state: Option<&str>,
+) -> Result<Option<Option<String>>, AppError> {
+    let Some(state) = state.filter(|s| looks_like_state(s)) else {
+        return Ok(None);
+    };
+    Ok(pending.peek(state).await?.map(|p| p.provider))
 }
 
 /// The callback's first checks: the state is redeemed (once, whoever asks) and must be bound

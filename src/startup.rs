@@ -17,13 +17,12 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
 use crate::browser::BrowserBinding;
-use crate::claims::ClaimNeeds;
 use crate::config::{env_name, Settings};
 use crate::cookie_keys::{rotate_cookie_keys, CookieKeys};
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::middleware::contract_errors;
-use crate::oauth::ProviderSlot;
+use crate::providers::Providers;
 use crate::proxy::TrustedProxies;
 use crate::refresh::Refresher;
 use crate::return_to::RedirectPolicy;
@@ -108,11 +107,12 @@ impl Application {
         let (directory, audit) = crate::directory::start(&settings.database, metrics.audit())
             .await
             .map_err(|e| StartupError::Setting(e.to_string()))?;
-        let provider = Arc::new(ProviderSlot::default());
-        provider
-            .start(settings.provider.clone(), settings.server.clone())
-            .await
-            .map_err(|e| StartupError::Setting(format!("{}: {e}", env_name("provider.issuer"))))?;
+        let providers = Arc::new(
+            Providers::start(&settings)
+                .await
+                .map_err(StartupError::Setting)?,
+        );
+        metrics.know_providers(providers.iter().map(|p| p.name.as_str()));
         let key =
             Key::try_from(settings.session.secret.expose_secret().as_slice()).map_err(|_| {
                 StartupError::Setting(format!(
@@ -127,22 +127,10 @@ impl Application {
             settings.session.max_lifetime,
         );
         let session_store = RedisSessionStore::new(store.clone(), settings.session.ttl, index);
-        let needs = ClaimNeeds {
-            groups: settings.access.groups_claim.clone(),
-            groups_required: !settings.access.allowed_groups.is_empty(),
-            headers: settings
-                .forward
-                .claim_headers
-                .iter()
-                .map(|h| h.claim.clone())
-                .collect(),
-        };
         let refresher = Arc::new(Refresher::new(
             session_store.clone(),
             Locks::new(store.clone()),
-            provider.clone(),
-            settings.access.clone(),
-            needs.clone(),
+            providers.clone(),
             settings.tokens.clone(),
             metrics.clone().into_inner(),
             audit.clone(),
@@ -183,12 +171,10 @@ impl Application {
             proxies: TrustedProxies::new(settings.proxy.trusted.clone()),
             forward: settings.forward.clone(),
             tokens: settings.tokens.clone(),
-            access: settings.access.clone(),
             signout: settings.signout.clone(),
             sessions: session_store.clone(),
             session_cookie: SessionCookie::new(&key, &settings.session.cookie_name),
             refresher,
-            needs,
             cookie_keys: Arc::new(CookieKeys::new(key.clone(), &settings.session)),
             metrics: metrics.clone(),
             public_url: settings
@@ -197,7 +183,7 @@ impl Application {
                 .as_str()
                 .trim_end_matches('/')
                 .to_owned(),
-            provider,
+            providers,
             store: store.clone(),
             assertions: Arc::new(assertions),
             bearer,
@@ -214,7 +200,7 @@ impl Application {
 
         let cookie_keys = web::Data::from(state.cookie_keys.clone());
         let proxies = web::Data::new(state.proxies.clone());
-        let logout_at = state.provider.clone();
+        let logout_at = state.providers.clone();
         let server = HttpServer::new(move || {
             let session_middleware = SessionMiddleware::builder(session_store.clone(), key.clone())
                 .cookie_name(session.cookie_name.clone())

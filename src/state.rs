@@ -6,12 +6,10 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::browser::BrowserBinding;
-use crate::claims::ClaimNeeds;
-use crate::config::{AccessSettings, ForwardSettings, SignoutSettings, TokenSettings};
+use crate::config::{ForwardSettings, SignoutSettings, TokenSettings};
 use crate::cookie_keys::CookieKeys;
-use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::oauth::ProviderSlot;
+use crate::providers::Providers;
 use crate::proxy::TrustedProxies;
 use crate::refresh::Refresher;
 use crate::return_to::RedirectPolicy;
@@ -24,19 +22,17 @@ use crate::store::RedisStore;
 pub struct AppState {
     pub store: RedisStore,
     pub pending: PendingSignIns,
-    pub provider: Arc<ProviderSlot>,
+    /// Every configured provider by name, the default one first.
+    pub providers: Arc<Providers>,
     pub binding: BrowserBinding,
     pub redirects: RedirectPolicy,
     pub proxies: TrustedProxies,
     pub forward: ForwardSettings,
     pub tokens: TokenSettings,
-    pub access: AccessSettings,
     pub signout: SignoutSettings,
     pub sessions: RedisSessionStore,
     pub session_cookie: SessionCookie,
     pub refresher: Arc<Refresher>,
-    /// The claims kept in sessions beyond the standard ones (groups, claim headers).
-    pub needs: ClaimNeeds,
     pub cookie_keys: Arc<CookieKeys>,
     pub metrics: web::Data<Metrics>,
     /// Without a trailing slash.
@@ -49,11 +45,4 @@ pub struct AppState {
     /// The durable directory (users, blocks) and the audit queue.
     pub directory: crate::directory::Directory,
     pub audit: crate::directory::Audit,
-}
-
-impl AppState {
-    /// The provider, once ready (503 `provider_unavailable` until discovery succeeds).
-    pub fn provider(&self) -> Result<Arc<crate::oauth::Provider>, AppError> {
-        self.provider.get().ok_or(AppError::ProviderUnavailable)
-    }
 }

@@ -3,7 +3,7 @@
 use actix_web::http::header::HeaderName;
 
 use super::reader::Reader;
-use super::{invalid, SettingsError};
+use super::{env_name, invalid, SettingsError};
 
 #[derive(Debug, Clone, Default)]
 pub struct AccessSettings {
@@ -118,28 +118,33 @@ impl ForwardSettings {
 
 impl AccessSettings {
     pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        Self::read_section(r, "access")
+    }
+
+    /// Reads the rules under `section` (`access`, or `providers.<name>.access` for the rules
+    /// of one further provider); every message names that section's own variables.
+    pub(super) fn read_section(r: &Reader, section: &str) -> Result<Self, SettingsError> {
+        let k = |name: &str| format!("{section}.{name}");
+        let env = |name: &str| env_name(&k(name));
         let allowed_email_domains: Vec<String> = r
-            .list("access.allowed_email_domains")?
+            .list(&k("allowed_email_domains"))?
             .iter()
             .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
             .collect();
         let allowed_emails: Vec<String> = r
-            .list("access.allowed_emails")?
+            .list(&k("allowed_emails"))?
             .iter()
             .map(|e| e.to_ascii_lowercase())
             .collect();
         if allowed_emails.iter().any(|e| !e.contains('@')) {
-            return Err(invalid(
-                "access.allowed_emails",
-                "must list email addresses",
-            ));
+            return Err(invalid(&k("allowed_emails"), "must list email addresses"));
         }
         let any_email_rule = !allowed_email_domains.is_empty() || !allowed_emails.is_empty();
         let (require_email_verified, trust_unverified_email) =
-            match r.optional("access.require_email_verified") {
+            match r.optional(&k("require_email_verified")) {
                 None => (any_email_rule, false),
                 Some(_) => {
-                    let required = r.boolean("access.require_email_verified")?;
+                    let required = r.boolean(&k("require_email_verified"))?;
                     (required, !required)
                 }
             };
@@ -147,18 +152,23 @@ impl AccessSettings {
             allowed_email_domains,
             allowed_emails,
             require_email_verified,
-            allowed_groups: r.list("access.allowed_groups")?,
-            groups_claim: claim_path("access.groups_claim", &r.required("access.groups_claim")?)?,
-            allow_any_user: r.boolean("access.allow_any_user")?,
+            allowed_groups: r.list(&k("allowed_groups"))?,
+            groups_claim: claim_path(&k("groups_claim"), &r.required(&k("groups_claim"))?)?,
+            allow_any_user: r.boolean(&k("allow_any_user"))?,
             trust_unverified_email,
         };
         if !access.has_rules() && !access.allow_any_user {
             // With a provider such as Google or Entra "common", no rule means anyone on earth.
             return Err(invalid(
-                "access.allow_any_user",
-                "is not true and no access rule is set: set GATEHOUSE__ACCESS__ALLOWED_EMAILS, \
-                 GATEHOUSE__ACCESS__ALLOWED_EMAIL_DOMAINS or GATEHOUSE__ACCESS__ALLOWED_GROUPS, or \
-                 GATEHOUSE__ACCESS__ALLOW_ANY_USER=true to let everyone the provider signs in pass",
+                &k("allow_any_user"),
+                format!(
+                    "is not true and no access rule is set: set {}, {} or {}, or {}=true to let \
+                     everyone the provider signs in pass",
+                    env("allowed_emails"),
+                    env("allowed_email_domains"),
+                    env("allowed_groups"),
+                    env("allow_any_user"),
+                ),
             ));
         }
         Ok(access)

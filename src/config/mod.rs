@@ -13,6 +13,7 @@ mod cli;
 mod database;
 mod misc;
 mod provider;
+mod providers;
 mod reader;
 mod redis;
 mod server;
@@ -30,6 +31,7 @@ pub use misc::{
     LogFormat, LogSettings, MetricsSettings, SignoutSettings, TokenSettings, UiSettings,
 };
 pub use provider::{load_client_key, secure_enough, ClientAuth, ProviderSettings, PROTOCOL_PARAMS};
+pub use providers::{NamedProvider, ProvidersSettings, DEFAULT_PROVIDER, MAX_NAME_LEN};
 pub use redis::RedisSettings;
 pub use server::{HostRule, ProxySettings, ServerSettings};
 pub use session::SessionSettings;
@@ -65,6 +67,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "provider.subject_claim",
     "provider.email_claim",
     "provider.plain_http_hosts",
+    "provider.display_name",
     "redis.url",
     "redis.key_prefix",
     "redis.ca_file",
@@ -127,6 +130,8 @@ pub(crate) fn invalid(key: &str, why: impl std::fmt::Display) -> SettingsError {
 pub struct Settings {
     pub server: ServerSettings,
     pub provider: ProviderSettings,
+    /// The default provider's display name and the further providers (`[providers.<name>]`).
+    pub providers: ProvidersSettings,
     pub redis: RedisSettings,
     pub session: SessionSettings,
     pub signin: SigninSettings,
@@ -196,6 +201,7 @@ impl Settings {
         Ok(Settings {
             server: ServerSettings::read(r)?,
             provider: ProviderSettings::read(r)?,
+            providers: ProvidersSettings::read(r)?,
             redis: RedisSettings::read(r)?,
             session: SessionSettings::read(r)?,
             signin: SigninSettings::read(r)?,

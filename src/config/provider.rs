@@ -1,7 +1,7 @@
 //! Settings of the OpenID/OAuth provider and of our client there.
 //!
-//! Everything about one provider lives in `ProviderSettings`, so that several providers can
-//! later be a list of them.
+//! Everything about one provider lives in `ProviderSettings`; the same code reads the default
+//! provider (`[provider]`) and each further one (`[providers.<name>]`, see `providers.rs`).
 
 use std::time::Duration;
 
@@ -104,91 +104,98 @@ pub fn secure_enough(url: &Url, plain_http_hosts: &[String]) -> bool {
 
 impl ProviderSettings {
     pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
+        Self::read_section(r, "provider")
+    }
+
+    /// Reads the provider whose keys are under `section` (`provider`, or `providers.<name>`
+    /// for a further one): every message names that section's own variables.
+    pub(super) fn read_section(r: &Reader, section: &str) -> Result<Self, SettingsError> {
+        let k = |name: &str| format!("{section}.{name}");
+        let env = |name: &str| env_name(&k(name));
         let plain_http_hosts: Vec<String> = r
-            .list("provider.plain_http_hosts")?
+            .list(&k("plain_http_hosts"))?
             .into_iter()
             .map(|h| h.to_ascii_lowercase())
             .collect();
-        let url = |key: &str| provider_url(r, key, &plain_http_hosts);
-        let issuer = read_issuer(r, &plain_http_hosts)?;
-        let mut auth_url = url("provider.auth_url")?;
-        let token_url = url("provider.token_url")?;
+        let url = |key: &str| provider_url(r, &k(key), &plain_http_hosts, &env("plain_http_hosts"));
+        let issuer = read_issuer(r, section, &plain_http_hosts)?;
+        let mut auth_url = url("auth_url")?;
+        let token_url = url("token_url")?;
         if issuer.is_none() {
+            let unless = format!("is required unless {} is set", env("issuer"));
             if auth_url.is_none() {
-                return Err(invalid(
-                    "provider.auth_url",
-                    "is required unless GATEHOUSE__PROVIDER__ISSUER is set",
-                ));
+                return Err(invalid(&k("auth_url"), &unless));
             }
             if token_url.is_none() {
-                return Err(invalid(
-                    "provider.token_url",
-                    "is required unless GATEHOUSE__PROVIDER__ISSUER is set",
-                ));
+                return Err(invalid(&k("token_url"), &unless));
             }
         }
         // An authorize URL with a query would have its parameters merged with ours; refuse
         // fragments, which browsers never send.
         if let Some(u) = auth_url.as_mut() {
             if u.fragment().is_some() {
-                return Err(invalid("provider.auth_url", "must not have a fragment"));
+                return Err(invalid(&k("auth_url"), "must not have a fragment"));
             }
         }
         let client_id = r
-            .optional("provider.client_id")
-            .ok_or_else(|| invalid("provider.client_id", "is required"))?;
-        let client_secret = r.secret("provider.client_secret")?.map(|bytes| {
+            .optional(&k("client_id"))
+            .ok_or_else(|| invalid(&k("client_id"), "is required"))?;
+        let client_secret = r.secret(&k("client_secret"))?.map(|bytes| {
             SecretString::from(String::from_utf8_lossy(bytes.expose_secret()).into_owned())
         });
-        let client_auth = match r
-            .required("provider.client_auth")?
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        let client_auth = match r.required(&k("client_auth"))?.to_ascii_lowercase().as_str() {
             "basic" => ClientAuth::Basic,
             "post" => ClientAuth::Post,
             "private_key_jwt" => ClientAuth::PrivateKeyJwt,
             _ => {
                 return Err(invalid(
-                    "provider.client_auth",
+                    &k("client_auth"),
                     "must be `basic`, `post` or `private_key_jwt`",
                 ))
             }
         };
-        let client_key = read_client_key(r)?;
+        let client_key = read_client_key(r, section)?;
         match (client_auth, &client_key) {
             (ClientAuth::PrivateKeyJwt, None) => {
                 return Err(invalid(
-                    "provider.client_key_file",
-                    "is required when GATEHOUSE__PROVIDER__CLIENT_AUTH is private_key_jwt",
+                    &k("client_key_file"),
+                    format!("is required when {} is private_key_jwt", env("client_auth")),
                 ))
             }
             (ClientAuth::PrivateKeyJwt, Some(_)) if client_secret.is_some() => {
                 return Err(invalid(
-                    "provider.client_secret",
-                    "is set, but CLIENT_AUTH private_key_jwt authenticates with \
-                     GATEHOUSE__PROVIDER__CLIENT_KEY_FILE instead; unset one",
+                    &k("client_secret"),
+                    format!(
+                        "is set, but CLIENT_AUTH private_key_jwt authenticates with {} \
+                         instead; unset one",
+                        env("client_key_file")
+                    ),
                 ))
             }
-            (ClientAuth::Basic | ClientAuth::Post, Some(_)) => return Err(invalid(
-                "provider.client_key_file",
-                "is set, but it is used only with GATEHOUSE__PROVIDER__CLIENT_AUTH=private_key_jwt",
-            )),
+            (ClientAuth::Basic | ClientAuth::Post, Some(_)) => {
+                return Err(invalid(
+                    &k("client_key_file"),
+                    format!(
+                        "is set, but it is used only with {}=private_key_jwt",
+                        env("client_auth")
+                    ),
+                ))
+            }
             _ => {}
         }
         let scopes: Vec<String> = r
-            .required("provider.scopes")?
+            .required(&k("scopes"))?
             .split_ascii_whitespace()
             .map(str::to_owned)
             .collect();
         if scopes.is_empty() {
-            return Err(invalid("provider.scopes", "must name at least one scope"));
+            return Err(invalid(&k("scopes"), "must name at least one scope"));
         }
-        let userinfo_url = url("provider.userinfo_url")?;
+        let userinfo_url = url("userinfo_url")?;
         if !scopes.iter().any(|s| s == "openid") && userinfo_url.is_none() && issuer.is_none() {
             return Err(invalid(
-                "provider.userinfo_url",
-                "is required when GATEHOUSE__PROVIDER__SCOPES does not include openid",
+                &k("userinfo_url"),
+                format!("is required when {} does not include openid", env("scopes")),
             ));
         }
         let provider = ProviderSettings {
@@ -196,79 +203,86 @@ impl ProviderSettings {
             auth_url,
             token_url,
             userinfo_url,
-            jwks_url: url("provider.jwks_url")?,
+            jwks_url: url("jwks_url")?,
             client_id,
             client_secret,
             client_auth,
             client_key,
             scopes,
-            timeout: Duration::from_secs(r.number("provider.timeout_secs", 1, 300)?),
-            ca_certificates: read_ca_file(r)?,
-            extra_audiences: r.list("provider.extra_audiences")?,
-            auth_params: read_auth_params(r)?,
-            subject_claim: r.required("provider.subject_claim")?,
-            email_claim: r.required("provider.email_claim")?,
+            timeout: Duration::from_secs(r.number(&k("timeout_secs"), 1, 300)?),
+            ca_certificates: read_ca_file(r, &k("ca_file"))?,
+            extra_audiences: r.list(&k("extra_audiences"))?,
+            auth_params: read_auth_params(r, &k("auth_params"))?,
+            subject_claim: r.required(&k("subject_claim"))?,
+            email_claim: r.required(&k("email_claim"))?,
             plain_http_hosts,
         };
         Ok(provider)
     }
 }
 
-fn provider_url(r: &Reader, key: &str, plain: &[String]) -> Result<Option<Url>, SettingsError> {
+fn provider_url(
+    r: &Reader,
+    key: &str,
+    plain: &[String],
+    plain_setting: &str,
+) -> Result<Option<Url>, SettingsError> {
     let url = r.url(key)?;
     if let Some(u) = &url {
         if !secure_enough(u, plain) {
             return Err(invalid(
                 key,
-                "must be an https:// URL (plain http only on 127.0.0.1, ::1, localhost or \
-                 GATEHOUSE__PROVIDER__PLAIN_HTTP_HOSTS)",
+                format!(
+                    "must be an https:// URL (plain http only on 127.0.0.1, ::1, localhost or \
+                     {plain_setting})"
+                ),
             ));
         }
     }
     Ok(url)
 }
 
-fn read_issuer(r: &Reader, plain: &[String]) -> Result<Option<String>, SettingsError> {
-    let Some(url) = provider_url(r, "provider.issuer", plain)? else {
+fn read_issuer(
+    r: &Reader,
+    section: &str,
+    plain: &[String],
+) -> Result<Option<String>, SettingsError> {
+    let key = format!("{section}.issuer");
+    let plain_setting = env_name(&format!("{section}.plain_http_hosts"));
+    let Some(url) = provider_url(r, &key, plain, &plain_setting)? else {
         return Ok(None);
     };
     // OpenID Connect Core 2: an issuer has no query or fragment.
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid(
-            "provider.issuer",
-            "must not have a query or fragment",
-        ));
+        return Err(invalid(&key, "must not have a query or fragment"));
     }
-    Ok(r.optional("provider.issuer"))
+    Ok(r.optional(&key))
 }
 
-fn read_client_key(r: &Reader) -> Result<Option<ClientKey>, SettingsError> {
-    let kid = r.optional("provider.client_key_id");
-    let Some(path) = r.optional("provider.client_key_file") else {
+fn read_client_key(r: &Reader, section: &str) -> Result<Option<ClientKey>, SettingsError> {
+    let id_key = format!("{section}.client_key_id");
+    let file_key = format!("{section}.client_key_file");
+    let kid = r.optional(&id_key);
+    let Some(path) = r.optional(&file_key) else {
         if kid.is_some() {
             return Err(invalid(
-                "provider.client_key_id",
-                "is set without GATEHOUSE__PROVIDER__CLIENT_KEY_FILE",
+                &id_key,
+                format!("is set without {}", env_name(&file_key)),
             ));
         }
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        invalid(
-            "provider.client_key_file",
-            format!("cannot be read ({})", e.kind()),
-        )
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| invalid(&file_key, format!("cannot be read ({})", e.kind())))?;
     ClientKey::from_pem(&text, kid)
         .map(Some)
-        .map_err(|e| invalid("provider.client_key_file", e))
+        .map_err(|e| invalid(&file_key, e))
 }
 
-fn read_ca_file(r: &Reader) -> Result<Vec<oauth2::reqwest::Certificate>, SettingsError> {
-    let Some(path) = r.optional("provider.ca_file") else {
+fn read_ca_file(r: &Reader, key: &str) -> Result<Vec<oauth2::reqwest::Certificate>, SettingsError> {
+    let Some(path) = r.optional(key) else {
         return Ok(Vec::new());
     };
-    let key = "provider.ca_file";
     let pem =
         std::fs::read(&path).map_err(|e| invalid(key, format!("cannot be read ({})", e.kind())))?;
     let certificates = oauth2::reqwest::Certificate::from_pem_bundle(&pem)
@@ -288,8 +302,7 @@ fn read_ca_file(r: &Reader) -> Result<Vec<oauth2::reqwest::Certificate>, Setting
     Ok(certificates)
 }
 
-fn read_auth_params(r: &Reader) -> Result<Vec<(String, String)>, SettingsError> {
-    let key = "provider.auth_params";
+fn read_auth_params(r: &Reader, key: &str) -> Result<Vec<(String, String)>, SettingsError> {
     let mut params: Vec<(String, String)> = Vec::new();
     for item in r.list(key)? {
         let Some((name, value)) = item.split_once('=') else {
@@ -327,7 +340,7 @@ fn read_auth_params(r: &Reader) -> Result<Vec<(String, String)>, SettingsError> 
 pub fn load_client_key(sources: Sources) -> Result<ClientKey, SettingsError> {
     let cfg = build_config(&sources)?;
     let r = Reader { cfg: &cfg };
-    read_client_key(&r)?.ok_or_else(|| {
+    read_client_key(&r, "provider")?.ok_or_else(|| {
         SettingsError(format!(
             "{} is not set: it names the PEM private key whose public JWK to print",
             env_name("provider.client_key_file")

@@ -47,6 +47,15 @@ pub(super) fn build_config(sources: &Sources) -> Result<config::Config, Settings
     })
 }
 
+/// The built-in defaults alone (the default file compiled into the binary).
+pub(super) fn defaults() -> Result<config::Config, SettingsError> {
+    use config::{File, FileFormat};
+    config::Config::builder()
+        .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+        .build()
+        .map_err(|_| SettingsError("the built-in default settings do not parse".into()))
+}
+
 fn file_source(path: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {
     config::File::from(path.to_path_buf())
         .format(config::FileFormat::Toml)
@@ -62,9 +71,24 @@ pub(super) fn unknown_keys(cfg: &config::Config) -> Vec<String> {
     {
         flatten("", table, &mut found);
     }
-    found.retain(|k| !known.contains(k.as_str()));
+    found.retain(|k| !known.contains(k.as_str()) && !is_further_provider_key(k, &known));
     found.sort();
     found
+}
+
+/// `providers.<name>.<key>` where `provider.<key>` is known, or `providers.<name>.access.<key>`
+/// where `access.<key>` is (the name itself is checked when the providers are read).
+fn is_further_provider_key(key: &str, known: &BTreeSet<&str>) -> bool {
+    let Some((_name, rest)) = key
+        .strip_prefix("providers.")
+        .and_then(|k| k.split_once('.'))
+    else {
+        return false;
+    };
+    match rest.strip_prefix("access.") {
+        Some(access_key) => known.contains(format!("access.{access_key}").as_str()),
+        None => known.contains(format!("provider.{rest}").as_str()),
+    }
 }
 
 fn flatten(prefix: &str, table: config::Map<String, config::Value>, out: &mut Vec<String>) {

@@ -1,8 +1,9 @@
-//! The provider as the app sees it: ready once its settings (and discovery) are in.
+//! One provider as the app sees it: ready once its settings (and discovery) are in.
 //!
 //! With an issuer to discover, start-up does not wait for the provider: discovery runs in the
-//! background, retried with backoff, and `/readyz` says 503 until it has succeeded. Sign-ins
-//! meanwhile get 503 `provider_unavailable`; signed-in users are not affected.
+//! background, retried with backoff, and `/readyz` says which providers are not ready until it
+//! has succeeded. Sign-ins with it meanwhile get 503 `provider_unavailable`; signed-in users
+//! and the other providers are not affected.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -31,8 +32,10 @@ impl ProviderSlot {
 
     /// Builds the provider now when nothing needs fetching; otherwise in the background,
     /// retrying with exponential backoff until discovery succeeds.
-    pub async fn start(
+    /// `name` is the provider's (for the log).
+    pub async fn start_named(
         self: &Arc<Self>,
+        name: &str,
         settings: ProviderSettings,
         server: ServerSettings,
     ) -> Result<(), ProviderError> {
@@ -41,17 +44,18 @@ impl ProviderSlot {
             return Ok(());
         }
         let slot = Arc::clone(self);
+        let name = name.to_owned();
         tokio::spawn(async move {
             let mut delay = FIRST_RETRY;
             loop {
                 match Provider::build(settings.clone(), &server).await {
                     Ok(provider) => {
-                        tracing::info!("provider discovery succeeded");
+                        tracing::info!(provider = %name, "provider discovery succeeded");
                         slot.set(provider);
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "provider discovery failed");
+                        tracing::warn!(provider = %name, error = %e, retry_in_ms = delay.as_millis() as u64, "provider discovery failed");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(MAX_RETRY);
                     }

@@ -16,7 +16,13 @@ pub async fn backchannel_logout(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let token = logout_token(&body)?;
-    let provider = state.provider()?;
+    // Which provider speaks: the one whose issuer the token names (then checked with its keys).
+    let (entry, provider) = issuer_of(&token)
+        .and_then(|iss| state.providers.by_issuer(&iss))
+        .ok_or_else(|| {
+            tracing::warn!("back-channel logout token from no configured provider");
+            AppError::InvalidRequest("the logout token is not valid".into())
+        })?;
     let jtis = LogoutJtis::new(state.store.clone());
     let target = verify_for(&provider, &token, &jtis).await.map_err(|e| {
         if e.is_transient() {
@@ -28,7 +34,7 @@ pub async fn backchannel_logout(
             AppError::InvalidRequest("the logout token is not valid".into())
         }
     })?;
-    let ended = end_sessions(&state, &target).await?;
+    let ended = end_sessions(&state, &entry.name, &target).await?;
     tracing::info!(ended, "back-channel logout from the provider");
     let mut event = super::audit_event(&req, &state, EventKind::BackchannelLogout);
     if let Some(sub) = &target.sub {
@@ -43,13 +49,29 @@ pub async fn backchannel_logout(
 }
 
 /// By the provider's session id stored at sign-in; without one, every session of the subject.
-async fn end_sessions(state: &AppState, target: &LogoutTarget) -> Result<usize, AppError> {
+async fn end_sessions(
+    state: &AppState,
+    provider: &str,
+    target: &LogoutTarget,
+) -> Result<usize, AppError> {
     let index = state.sessions.index();
     Ok(match (&target.sid, &target.sub) {
-        (Some(sid), _) => index.end_sid("default", sid).await?,
+        (Some(sid), _) => index.end_sid(provider, sid).await?,
         (None, Some(sub)) => index.end_all(sub, None).await?,
         (None, None) => 0,
     })
+}
+
+/// The `iss` the (not yet verified) token claims: only to choose whose keys verify it.
+fn issuer_of(token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: String,
+    }
+    crate::oauth::jws::Jws::parse(token)
+        .ok()?
+        .claims::<Claims>()
+        .map(|c| c.iss)
 }
 
 /// The form's `logout_token`, exactly once.

@@ -4,6 +4,7 @@ use actix_session::Session;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::config::DEFAULT_PROVIDER;
 use crate::directory::{Blocked, EventKind, SeenUser};
 use crate::error::AppError;
 use crate::identity::now_unix;
@@ -23,17 +24,20 @@ pub async fn callback(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let mut spent = None;
-    let result = complete(&req, &session, &state, &mut spent).await;
+    let mut provider = None;
+    let result = complete(&req, &session, &state, &mut spent, &mut provider).await;
     let mut res = match result {
         Ok(return_to) => {
-            state.metrics.signin_completed();
+            state
+                .metrics
+                .signin_completed(provider.unwrap_or(DEFAULT_PROVIDER));
             HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, return_to))
                 .insert_header(super::no_store())
                 .finish()
         }
         Err(e) => {
-            state.metrics.signin_failed(e.code());
+            state.metrics.signin_failed(e.code(), provider);
             // Refusals of a known user were audited with their subject in `complete`.
             if !matches!(e, AppError::AccessDenied(_)) {
                 state.audit.record(
@@ -55,27 +59,55 @@ pub async fn callback(
 }
 
 /// The callback's work; returns where to send the browser. Once the state is redeemed,
-/// `spent` holds the removal of its binding cookie (unless other sign-ins share it).
-async fn complete(
+/// `spent` holds the removal of its binding cookie (unless other sign-ins share it), and
+/// `provider` the name of the provider the sign-in was started with (a configured one).
+async fn complete<'s>(
     req: &HttpRequest,
     session: &Session,
-    state: &AppState,
+    state: &'s AppState,
     spent: &mut Option<actix_web::cookie::Cookie<'static>>,
+    provider_name: &mut Option<&'s str>,
 ) -> Result<String, AppError> {
     let params = parse(req.query_string())?;
-    // Before the state is redeemed: a provider not loaded yet must not cost the sign-in.
-    let provider = state.provider()?;
+    // Before the state is redeemed: a provider not loaded yet must not cost the sign-in. Only
+    // while some provider is not ready is the pending sign-in read first to learn which.
+    if !state.providers.all_ready() {
+        if let Some(name) =
+            crate::signin::provider_of(&state.pending, params.state.as_deref()).await?
+        {
+            if let Some(entry) = state.providers.of_record(name.as_deref()) {
+                if entry.ready().is_none() {
+                    *provider_name = Some(entry.name.as_str());
+                    return Err(AppError::ProviderUnavailable);
+                }
+            }
+        }
+    }
     let (carried, _) = state.binding.carried(req);
     let ids: Vec<&str> = carried.iter().map(|c| c.id.as_str()).collect();
     let redeemed = crate::signin::redeem(&state.pending, &ids, params.state.as_deref()).await?;
     *spent = carried
         .get(redeemed.matched)
         .and_then(|c| state.binding.spent(c));
+    // The provider the sign-in was started with, as its pending record says: never one a
+    // callback parameter names.
+    let entry = state
+        .providers
+        .of_record(redeemed.provider())
+        .ok_or_else(|| {
+            tracing::warn!("callback for a provider that is no longer configured");
+            AppError::InvalidState(
+                "this sign-in was started with an identity provider that is no longer \
+                 configured; please sign in again",
+            )
+        })?;
+    *provider_name = Some(entry.name.as_str());
+    let provider = entry.ready().ok_or(AppError::ProviderUnavailable)?;
     let signed_in = crate::signin::finish(&provider, redeemed, params).await?;
     let mut identity = signed_in.identity;
     crate::claims::complete(
         &mut identity,
-        &state.needs,
+        &entry.needs,
         &provider,
         &signed_in.tokens.access_token,
     )
@@ -97,7 +129,7 @@ async fn complete(
         )));
     }
     // Refused users get a clear 403 (saying why) and no session.
-    if let Err(refusal) = crate::access::check(&state.access, &identity) {
+    if let Err(refusal) = crate::access::check(&entry.access, &identity) {
         refusal.log(&identity.subject, "at sign-in");
         return Err(refused(refusal.into()));
     }
@@ -110,7 +142,7 @@ async fn complete(
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect()),
-        provider: Some("default".to_owned()),
+        provider: Some(entry.name.clone()),
         sid: identity
             .raw_claims
             .get("sid")

@@ -14,6 +14,7 @@ use crate::access::{RouteRules, Who};
 use crate::assertion::AssertionClaims;
 use crate::error::AppError;
 use crate::identity::{now_unix, Identity};
+use crate::providers::ProviderEntry;
 use crate::refresh::{Outcome, Seen};
 use crate::state::AppState;
 use crate::store::record::{self, AuthView, SessionKey};
@@ -33,7 +34,9 @@ pub async fn forward_auth(
     let rules = RouteRules::parse(req.query_string())?;
     // An API client's bearer token, when enabled; without one the session cookie decides.
     if let (Some(bearer), Some(token)) = (&state.bearer, crate::bearer::token_in(req.headers())) {
-        let provider = state.provider.get();
+        // Bearer tokens are the default provider's (or an extra issuer's), under [access].
+        let entry = state.providers.primary();
+        let provider = entry.ready();
         let token = bearer
             .verify(token?, provider.as_ref().and_then(|p| p.keys()))
             .await?;
@@ -50,40 +53,47 @@ pub async fn forward_auth(
             groups: token.groups.iter().map(String::as_str).collect(),
             claims: claims.iter().map(|(k, v)| (*k, v.as_str())).collect(),
         };
-        return respond(&req, &state, &rules, &answer, "default", None);
+        return respond(&req, &state, &rules, &answer, entry, None);
     }
     let Some(cookie) = state.session_cookie.read(req.headers()) else {
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let Some(key) = SessionKey::parse(&cookie) else {
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let Some(bytes) = state.sessions.touch(key.id).await? else {
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let view = match record::view(&bytes) {
         Ok(view) => view,
         Err(e) => {
             tracing::warn!(error = %e, "stored session could not be read");
-            return Err(not_signed_in(&req, &state));
+            return Err(not_signed_in(&req, &state, &rules));
         }
+    };
+    // The session's provider decides its rules; a provider no longer configured signs no one
+    // in any more.
+    let Some(entry) = state.providers.of_record(view.provider.as_deref()) else {
+        tracing::info!("session of a provider no longer configured: not signed in");
+        return Err(not_signed_in(&req, &state, &rules));
     };
     let index = state.sessions.index();
     if index.past_lifetime(view.created_at, now_unix()) {
         tracing::info!("session reached its absolute lifetime: ended");
         index.end(key.id).await?;
-        return Err(not_signed_in(&req, &state));
+        return Err(not_signed_in(&req, &state, &rules));
     }
     let seen = Seen {
         id: key.id,
         key: key.key,
         expires_at: view.expires_at,
         refreshable: view.refreshable,
+        provider: Some(&entry.name),
     };
     let refreshed = match state.refresher.ensure_fresh(seen).await? {
         Outcome::Live => None,
         Outcome::Refreshed(session) => Some(session),
-        Outcome::Ended => return Err(not_signed_in(&req, &state)),
+        Outcome::Ended => return Err(not_signed_in(&req, &state, &rules)),
         Outcome::Refused => {
             return Err(AppError::AccessDenied(
                 "you are no longer allowed here; ask your administrator for access",
@@ -101,13 +111,12 @@ pub async fn forward_auth(
             .ok()
             .map(|s| s.tokens.access_token),
     };
-    let provider = view.provider.as_deref().unwrap_or("default");
     respond(
         &req,
         &state,
         &rules,
         &answer,
-        provider,
+        entry,
         access_token.as_ref().map(|t| t.expose()),
     )
 }
@@ -118,16 +127,17 @@ fn respond(
     state: &AppState,
     rules: &RouteRules,
     answer: &Answer<'_>,
-    provider: &str,
+    provider: &ProviderEntry,
     access_token: Option<&str>,
 ) -> Result<HttpResponse, AppError> {
+    let policy = &provider.access;
     let who = Who {
         email: answer.email,
         email_verified: answer.email_verified,
         groups: &answer.groups,
     };
-    let checked = crate::access::check_who(&state.access, &who)
-        .and_then(|()| crate::access::check_route(&state.access, rules, &who, provider));
+    let checked = crate::access::check_who(policy, &who)
+        .and_then(|()| crate::access::check_route(policy, rules, &who, &provider.name));
     if let Err(refusal) = checked {
         refusal.log(answer.subject, "by /auth");
         return Err(refusal.into());
@@ -138,7 +148,7 @@ fn respond(
     add(&mut res, "x-auth-request-user", answer.subject);
     let verified_email = answer
         .email
-        .filter(|_| crate::access::email_counts_as_verified(&state.access, &who));
+        .filter(|_| crate::access::email_counts_as_verified(policy, &who));
     if let Some(email) = verified_email {
         add(&mut res, "x-auth-request-email", email);
     }
@@ -238,14 +248,28 @@ fn add_named(res: &mut HttpResponseBuilder, name: HeaderName, value: &str) {
     }
 }
 
-fn not_signed_in(req: &HttpRequest, state: &AppState) -> AppError {
+/// 401; for a page load, a page that leads to sign-in (at the provider the route asks for,
+/// when it names a configured one).
+fn not_signed_in(req: &HttpRequest, state: &AppState, rules: &RouteRules) -> AppError {
     if !crate::navigation::is_browser_navigation(req) {
         return AppError::Unauthorized;
     }
-    let mut url = format!("{}/signin", state.public_url);
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(entry) = rules
+        .provider
+        .as_deref()
+        .and_then(|n| state.providers.get(n))
+    {
+        query.append_pair("provider", &entry.name);
+    }
     if let Some(original) = state.proxies.original_url(req) {
-        url.push_str("?return_to=");
-        url.extend(url::form_urlencoded::byte_serialize(original.as_bytes()));
+        query.append_pair("return_to", &original);
+    }
+    let query = query.finish();
+    let mut url = format!("{}/signin", state.public_url);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
     }
     AppError::SignInRequired(url)
 }

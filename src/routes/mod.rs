@@ -2,6 +2,7 @@
 
 pub mod backchannel;
 pub mod callback;
+pub mod choose;
 pub mod forward_auth;
 pub mod health;
 pub mod jwks;

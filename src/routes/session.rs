@@ -34,6 +34,7 @@ pub async fn session(
         key: key.key,
         expires_at: tokens.expires_at,
         refreshable: tokens.refresh_token.is_some(),
+        provider: meta.provider.as_deref(),
     };
     let (identity, tokens) = match state.refresher.ensure_fresh(seen).await? {
         Outcome::Live => (identity, tokens),

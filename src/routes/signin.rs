@@ -29,17 +29,33 @@ pub async fn signin(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    if let Some(there) = on_public_host(&req, &state, return_to.as_deref()) {
+    // Only a configured name goes any further (into a URL, a record or a metrics label).
+    let entry = match single_param(req.query_string(), "provider")? {
+        Some(name) => Some(state.providers.get(&name).ok_or_else(|| {
+            AppError::InvalidRequest(
+                "the `provider` parameter names no identity provider configured here".into(),
+            )
+        })?),
+        None if state.providers.len() == 1 => Some(state.providers.primary()),
+        None => None,
+    };
+    let name = entry.map(|e| e.name.as_str());
+    if let Some(there) = on_public_host(&req, &state, return_to.as_deref(), name) {
         return Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, there))
             .insert_header(super::no_store())
             .finish());
     }
+    let Some(entry) = entry else {
+        return super::choose::page(&state, return_to.as_deref());
+    };
+    let provider = entry.ready().ok_or(AppError::ProviderUnavailable)?;
     let binding = state.binding.for_new_sign_in(&req);
     let client = state.proxies.client_ip(&req).map(client_key);
     // Refused (429, 503…): no binding cookie is set, and none of the browser's is touched.
     let url = crate::signin::start(
-        &*state.provider()?,
+        &provider,
+        &entry.name,
         &state.pending,
         &state.redirects,
         &binding.id,
@@ -47,7 +63,7 @@ pub async fn signin(
         return_to.as_deref(),
     )
     .await?;
-    state.metrics.signin_started();
+    state.metrics.signin_started(&entry.name);
     let mut res = HttpResponse::SeeOther();
     res.insert_header((header::LOCATION, url.as_str()))
         .insert_header(super::no_store());
@@ -63,7 +79,12 @@ pub async fn signin(
 /// sends the browser back to PUBLIC_URL's host, so the cookie must be set there. Only the host
 /// name counts (cookies ignore ports and schemes), so a proxy reporting another port or scheme
 /// cannot cause a loop.
-fn on_public_host(req: &HttpRequest, state: &AppState, return_to: Option<&str>) -> Option<String> {
+fn on_public_host(
+    req: &HttpRequest,
+    state: &AppState,
+    return_to: Option<&str>,
+    provider: Option<&str>,
+) -> Option<String> {
     if !state.proxies.from_trusted_peer(req) {
         return None;
     }
@@ -85,6 +106,9 @@ fn on_public_host(req: &HttpRequest, state: &AppState, return_to: Option<&str>) 
         return None;
     }
     let mut there = Url::parse(&format!("{}/signin", state.public_url)).ok()?;
+    if let Some(name) = provider {
+        there.query_pairs_mut().append_pair("provider", name);
+    }
     if let Some(back) = return_to
         .map(str::to_owned)
         .or_else(|| state.proxies.original_url(req))

@@ -20,7 +20,12 @@ pub async fn signout(
         ));
     }
     let tokens = crate::session::tokens(&session);
-    let provider = state.provider.get();
+    // Revocation and the provider's logout go to the provider the session came from.
+    let meta = crate::session::meta(&session);
+    let provider = state
+        .providers
+        .of_record(meta.as_ref().and_then(|m| m.provider.as_deref()))
+        .and_then(|entry| entry.ready());
     if let (Some(provider), Some(refresh)) = (
         &provider,
         tokens.as_ref().and_then(|t| t.refresh_token.as_ref()),

@@ -91,6 +91,10 @@ pub struct PendingSignIn {
     pub return_to: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The name of the provider it was started with; the callback finishes it there and
+    /// nowhere else. `None` in records of releases before several providers: the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 impl std::fmt::Debug for PendingSignIn {
@@ -98,6 +102,7 @@ impl std::fmt::Debug for PendingSignIn {
         f.debug_struct("PendingSignIn")
             .field("return_to", &self.return_to)
             .field("created_at", &self.created_at)
+            .field("provider", &self.provider)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +222,20 @@ impl PendingSignIns {
         Ok(admission)
     }
 
+    /// Reads a pending sign-in without redeeming it (the callback asks which provider it
+    /// belongs to before spending it, while some provider is not ready).
+    pub async fn peek(&self, state: &str) -> Result<Option<PendingSignIn>, StoreError> {
+        let mut conn = self.store.conn();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(self.record_key(state))
+            .query_async(&mut conn)
+            .await?;
+        match value {
+            Some(v) => Ok(Some(serde_json::from_str(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Redeems a state: returns it at most once, whoever asks, on any instance.
     pub async fn take(&self, state: &str) -> Result<Option<PendingSignIn>, StoreError> {
         let mut conn = self.store.conn();
@@ -265,6 +284,7 @@ mod tests {
             nonce: Some(crate::random::token()),
             return_to: return_to.to_owned(),
             created_at: u64::MAX,
+            provider: Some("p".repeat(crate::config::MAX_NAME_LEN)),
         }
     }
 

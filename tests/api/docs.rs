@@ -41,6 +41,16 @@ fn docs_document_every_setting() {
         .filter_map(|l| l.split('`').next())
         .map(|name| format!("GATEHOUSE__{name}"))
         .collect();
+    // Settings under a name of the operator's choosing are documented as patterns.
+    let (patterns, documented): (BTreeSet<String>, BTreeSet<String>) =
+        documented.into_iter().partition(|name| name.contains('<'));
+    for pattern in [
+        "GATEHOUSE__PROVIDERS__<NAME>__<KEY>",
+        "GATEHOUSE__PROVIDERS__<NAME>__DISPLAY_NAME",
+        "GATEHOUSE__PROVIDERS__<NAME>__ACCESS__<KEY>",
+    ] {
+        assert!(patterns.contains(pattern), "{pattern} is documented");
+    }
     let expected: BTreeSet<String> = default_toml_keys().iter().map(|k| env_name(k)).collect();
     assert_eq!(
         documented, expected,

@@ -39,5 +39,6 @@ mod security;
 mod session_record;
 mod sessions;
 mod settings;
+mod several_providers;
 mod signin_e2e;
 mod signin_limits;

@@ -43,20 +43,32 @@ async fn metrics_count_requests_sign_ins_failures_and_refreshes() {
 
     let text = scrape(&app).await;
     assert_eq!(
-        value(&text, "gatehouse_signins_started_total"),
+        value(
+            &text,
+            "gatehouse_signins_started_total{provider=\"default\"}"
+        ),
         Some(1.0),
         "{text}"
     );
-    assert_eq!(value(&text, "gatehouse_signins_completed_total"), Some(1.0));
     assert_eq!(
         value(
             &text,
-            "gatehouse_signins_failed_total{reason=\"invalid_state\"}"
+            "gatehouse_signins_completed_total{provider=\"default\"}"
         ),
         Some(1.0)
     );
     assert_eq!(
-        value(&text, "gatehouse_token_refreshes_total{outcome=\"ok\"}"),
+        value(
+            &text,
+            "gatehouse_signins_failed_total{provider=\"\",reason=\"invalid_state\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "gatehouse_token_refreshes_total{outcome=\"ok\",provider=\"default\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(

@@ -54,7 +54,7 @@ fn attribute(page: &str, tag: &str, attribute: &str) -> Option<String> {
 
 /// Asserts the headers every HTML answer carries and the page's own consistency with its
 /// policy (its one inline style carries the policy's nonce); returns the page and the policy.
-async fn assert_secure_page(
+pub(crate) async fn assert_secure_page(
     res: reqwest::Response,
     status: u16,
     what: &str,
@@ -108,7 +108,7 @@ async fn assert_secure_page(
 }
 
 /// The accessibility basics readable in HTML.
-fn assert_accessible(page: &str, what: &str) {
+pub(crate) fn assert_accessible(page: &str, what: &str) {
     assert!(page.starts_with("<!doctype html>"), "{what}: doctype");
     assert!(page.contains("<html lang=\"en\">"), "{what}: lang");
     assert!(
