@@ -1,4 +1,5 @@
-//! Logging: a tracing subscriber (pretty or JSON) and request spans that never carry secrets.
+//! Logging: a tracing subscriber (pretty or JSON) writing through a non-blocking writer, and
+//! request spans that never carry secrets.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -8,22 +9,31 @@ use tracing_actix_web::{RequestId, RootSpanBuilder};
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, LogSettings};
+use crate::log_format::{JsonFields, JsonLines};
+use crate::log_writer::{self, Guard};
 
 /// Installs the global subscriber: level from `RUST_LOG` (default `info`), one line per
-/// finished request. A second call (tests building many apps) is a no-op.
-pub fn init(format: LogFormat) {
+/// finished request, written to stdout by the log writer's thread (src/log_writer.rs). Keep
+/// the guard until exit: dropping it writes out what is still queued. A second call (tests
+/// building many apps) leaves the first subscriber in place.
+pub fn init(settings: &LogSettings) -> std::io::Result<Guard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = log_writer::spawn(std::io::stdout(), settings.buffer_lines)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::CLOSE)
         // Colours only on a terminal: piped into a file or a collector they are noise.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_writer(std::io::stdout);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        .with_writer(writer);
+    let _ = match settings.format {
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
+            .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+    Ok(guard)
 }
 
 /// The request span: method, path (never the query string, which carries codes and states on

@@ -75,6 +75,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "forward.pass_access_token",
     "metrics.bind",
     "log.format",
+    "log.buffer_lines",
     "ui.title",
     "ui.logo_url",
 ];
