@@ -4,26 +4,22 @@ use gatehouse::startup::Application;
 /// Exit status for a settings or start-up problem (distinct from a crash).
 const EXIT_CONFIG: i32 = 2;
 
-fn main() {
-    // `run` returns only once everything it made is dropped, the log's guard included, so
-    // every line logged before exit is written out first.
-    let code = actix_web::rt::System::new().block_on(run());
-    std::process::exit(code);
-}
-
-async fn run() -> i32 {
+#[actix_web::main]
+async fn main() {
     let loaded = match Settings::load(Sources::from_process()) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("gatehouse: {e}");
-            return EXIT_CONFIG;
+            std::process::exit(EXIT_CONFIG);
         }
     };
-    let _log = match gatehouse::telemetry::init(&loaded.settings.log) {
-        Ok(guard) => guard,
+    // Held to the end of main: dropping it writes out the queued log lines. `process::exit`
+    // drops nothing, so each exit below flushes it first.
+    let log = match gatehouse::telemetry::init(&loaded.settings.log) {
+        Ok(log) => log,
         Err(e) => {
             eprintln!("gatehouse: cannot start the log writer: {e}");
-            return 1;
+            std::process::exit(1);
         }
     };
     for warning in &loaded.warnings {
@@ -32,19 +28,21 @@ async fn run() -> i32 {
     let app = match Application::build(loaded.settings).await {
         Ok(app) => app,
         Err(e) => {
+            log.flush();
             eprintln!("gatehouse: {e}");
-            return EXIT_CONFIG;
+            std::process::exit(EXIT_CONFIG);
         }
     };
     if let Err(e) = app.shutdown_on_signals() {
+        log.flush();
         eprintln!("gatehouse: cannot install signal handlers: {e}");
-        return 1;
+        std::process::exit(1);
     }
     tracing::info!(port = app.port(), "gatehouse listening");
     if let Err(e) = app.run_until_stopped().await {
+        log.flush();
         eprintln!("gatehouse: server error: {e}");
-        return 1;
+        std::process::exit(1);
     }
     tracing::info!("gatehouse stopped");
-    0
 }

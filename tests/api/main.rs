@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access_and_keys;
+mod bench_docs;
 mod binary;
 mod browser;
 mod concurrency;
