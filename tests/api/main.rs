@@ -3,7 +3,6 @@
 mod helpers;
 
 mod access_and_keys;
-mod bench_docs;
 mod binary;
 mod browser;
 mod concurrency;
@@ -15,6 +14,7 @@ mod faults;
 mod health;
 mod hostile;
 mod id_tokens;
+mod log_delivery;
 mod logs;
 mod metrics;
 mod nginx;
