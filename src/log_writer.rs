@@ -52,7 +52,7 @@ pub struct NonBlocking {
 }
 
 /// Keep it until exit: dropping it writes out what is queued (bounded by [`FLUSH_BOUND`]).
-#[must_use = "dropping the guard at once flushes the log at once, not at exit"]
+#[must_use = "the guard writes out the queued lines when dropped: keep it until exit"]
 pub struct Guard {
     queue: SyncSender<Message>,
 }
