@@ -18,6 +18,14 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines lost since start, process-wide (there is one log per process).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// How many of them a line in the log has reported (set once that line is queued).
+static REPORTED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Set when a line written on this thread was dropped: tells the writer thread whether
+    /// its own report got into the queue.
+    static DROPPED_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// How long the guard waits at exit for the queue to be written out: a reader that stopped
 /// reading must not keep the process from exiting.
@@ -76,7 +84,6 @@ pub fn spawn<W: Write + Send + 'static>(
 
 fn write_lines<W: Write>(lines: Receiver<Message>, out: W) {
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
-    let mut reported = 0;
     let mut busy = false;
     loop {
         // After a pause, take what it gathered; else (or if it gathered nothing) wait on the
@@ -110,15 +117,20 @@ fn write_lines<W: Write>(lines: Receiver<Message>, out: W) {
             };
         }
         let _ = out.flush();
-        let dropped = dropped_lines();
+        let dropped = DROPPED.load(Ordering::SeqCst);
+        let reported = REPORTED.load(Ordering::SeqCst);
         if dropped > reported {
-            // Through the subscriber like any line (and counted if it is dropped too).
+            // Through the subscriber like any line. If it is dropped too, the next round
+            // reports again (what it would have said, and itself).
+            DROPPED_HERE.with(|d| d.set(false));
             tracing::warn!(
                 lost = dropped - reported,
                 lost_since_start = dropped,
                 "log lines were dropped: the log's reader fell behind"
             );
-            reported = dropped;
+            if !DROPPED_HERE.with(|d| d.get()) {
+                REPORTED.store(dropped, Ordering::SeqCst);
+            }
         }
         busy = written >= BUSY_ROUND;
         if busy {
@@ -139,7 +151,8 @@ impl Write for LineSender<'_> {
             Ok(()) => {}
             // Full: the reader fell behind. Disconnected: the writer thread is gone.
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+                DROPPED_HERE.with(|d| d.set(true));
             }
         }
         Ok(line.len())
@@ -159,24 +172,40 @@ impl<'a> MakeWriter<'a> for NonBlocking {
 }
 
 impl Guard {
-    /// Waits (bounded) until every line queued before this call is written.
+    /// Waits (bounded) until every line queued before this call is written, and the line
+    /// reporting lines dropped so far too: nothing is lost silently, even at exit.
     pub fn flush(&self) {
         let deadline = Instant::now() + FLUSH_BOUND;
+        loop {
+            // Read before the round trip: a report counted here was queued before the round
+            // trip's message, so it is written by the time the round trip ends.
+            let all_reported = REPORTED.load(Ordering::SeqCst) >= DROPPED.load(Ordering::SeqCst);
+            if !self.round_trip(deadline) || all_reported {
+                return;
+            }
+        }
+    }
+
+    /// Sends a flush through the queue and waits for the writer to reach it; false when it
+    /// cannot within `deadline`.
+    fn round_trip(&self, deadline: Instant) -> bool {
         let (done, written) = mpsc::sync_channel(1);
         let mut message = Message::Flush(done);
         // The queue may be full; the writer empties it unless its reader stopped reading.
         loop {
             match self.queue.try_send(message) {
                 Ok(()) => break,
-                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(m)) if Instant::now() < deadline => {
                     message = m;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(TrySendError::Full(_)) => return,
+                Err(TrySendError::Full(_)) => return false,
             }
         }
-        let _ = written.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        written
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
