@@ -35,12 +35,13 @@ const FLUSH_BOUND: Duration = Duration::from_secs(2);
 /// lost lines to report, so a report is not postponed forever under a steady stream.
 const BATCH: usize = 1024;
 
-/// When a round found at least this many lines, lines are coming fast: the writer then pauses
-/// for [`GATHER`] instead of waiting on the queue. A thread waiting on the queue must be woken
-/// by each sender (a system call on the request's thread, about as costly as formatting the
-/// line); a pausing one is not, and collects the lines of the pause in one round.
-const BUSY_ROUND: usize = 8;
+/// While lines come, the writer looks at the queue every [`GATHER`] instead of waiting on it:
+/// a thread waiting on the queue must be woken by the sender of each line (a system call and a
+/// context switch on the request's behalf, which cost more than the line itself), a polling
+/// one is not, and writes what a pause gathered in one go. After [`PARK_AFTER`] empty looks in
+/// a row (an idle server), it waits on the queue, so that idling costs nothing.
 const GATHER: Duration = Duration::from_millis(1);
+const PARK_AFTER: u32 = 50;
 
 /// Lines dropped because the queue was full, since the process started.
 pub fn dropped_lines() -> u64 {
@@ -84,18 +85,26 @@ pub fn spawn<W: Write + Send + 'static>(
 
 fn write_lines<W: Write>(lines: Receiver<Message>, out: W) {
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
-    let mut busy = false;
+    let mut empty_looks = 0;
     loop {
-        // After a pause, take what it gathered; else (or if it gathered nothing) wait on the
-        // queue, and the next line wakes this thread.
-        let gathered = if busy { lines.try_recv().ok() } else { None };
-        let first = match gathered {
-            Some(message) => message,
-            None => match lines.recv() {
+        let first = if empty_looks < PARK_AFTER {
+            match lines.try_recv() {
+                Ok(message) => message,
+                Err(mpsc::TryRecvError::Empty) => {
+                    empty_looks += 1;
+                    std::thread::sleep(GATHER);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            // Idle: the next line wakes this thread.
+            match lines.recv() {
                 Ok(message) => message,
                 Err(_) => break,
-            },
+            }
         };
+        empty_looks = 0;
         let mut next = Some(first);
         let mut written = 0;
         while let Some(message) = next {
@@ -132,8 +141,8 @@ fn write_lines<W: Write>(lines: Receiver<Message>, out: W) {
                 REPORTED.store(dropped, Ordering::SeqCst);
             }
         }
-        busy = written >= BUSY_ROUND;
-        if busy {
+        // A full batch: more is waiting. Else let the next lines gather.
+        if written < BATCH {
             std::thread::sleep(GATHER);
         }
     }
