@@ -3,14 +3,18 @@
 //!
 //! `cargo bench --bench bench_support -- <command>`:
 //!
-//! - `sign-in <port> <prefix>`: signs a fresh browser in at the gatehouse on 127.0.0.1:<port>
-//!   (whose Redis key prefix is <prefix>) and prints `COOKIE=<Cookie header>`,
-//!   `SESSION_KEY=<its Redis key>`, `SESSION_ID=<the id in the cookie>` and `SUBJECT=<sub>`
-//!   for the shell to `eval`.
+//! - `sign-in <port> <prefix> [<login>]`: signs a fresh browser in at the gatehouse on
+//!   127.0.0.1:<port> (whose Redis key prefix is <prefix>) as <login> at the development
+//!   provider (default `bench.user+staff@example.com`: in the group `staff`) and prints
+//!   `COOKIE=<Cookie header>`, `SESSION_KEY=<its Redis key>`, `SESSION_ID=<the id in the
+//!   cookie>`, `SESSION_VALUE=<the whole value the cookie signs>` (the id, or the id and more,
+//!   as the cookie format has it), `SUBJECT=<sub>`, `EMAIL=<email>` (both from `GET /session`)
+//!   and `RECORD_BYTES=<size of the stored record>` for the shell to `eval`.
 //! - `fill <prefix> <session key> <n> <cookie file>`: stores <n> more sessions under <prefix>,
-//!   each a copy of that real session's record under a new random id, and writes one signed
-//!   `Cookie` header per line to <cookie file> (key from `BENCH_SESSION_SECRET`, cookie name
-//!   `gatehouse`).
+//!   each a copy of that real session's record (`DUMP`/`RESTORE`: whatever the record's type)
+//!   under a new random id, and writes one signed `Cookie` header per line to <cookie file>
+//!   (key from `BENCH_SESSION_SECRET`, cookie name `gatehouse`), whose value is the real one
+//!   (`BENCH_SESSION_VALUE`, default the id alone) with the new id in place of the real one.
 //! - `startup <runs>`: start-up to ready without discovery: spawns the release binary with
 //!   explicit provider URLs (no issuer) <runs> times and prints each time from spawn to the
 //!   first 200 from `/readyz`, then `STARTUP_MS=<median>`.
@@ -42,27 +46,40 @@ async fn main() {
             .unwrap_or_else(|| panic!("missing argument {i}; see benches/bench_support.rs"))
     };
     match arg(0) {
-        "sign-in" => sign_in(arg(1).parse().expect("port"), arg(2)).await,
+        "sign-in" => {
+            let login = args
+                .get(3)
+                .map_or("bench.user+staff@example.com", String::as_str);
+            sign_in(arg(1).parse().expect("port"), arg(2), login).await
+        }
         "fill" => fill(arg(1), arg(2), arg(3).parse().expect("count"), arg(4)).await,
         "startup" => startup(arg(1).parse().expect("runs")),
         other => panic!("unknown command {other}; see benches/bench_support.rs"),
     }
 }
 
-async fn sign_in(port: u16, prefix: &str) {
+async fn sign_in(port: u16, prefix: &str, login: &str) {
     let app = TestApp::at(port, prefix.to_owned(), Default::default());
-    let res = app
-        .sign_in(&app.client, "bench.user@example.com", None)
-        .await;
+    let res = app.sign_in(&app.client, login, None).await;
     assert_eq!(res.status().as_u16(), 303, "the sign-in completes");
     let keys = app.keys("session").await;
     assert_eq!(keys.len(), 1, "exactly one session under the fresh prefix");
-    let record: serde_json::Value =
-        serde_json::from_str(&app.get_key(&keys[0][prefix.len()..]).await.expect("stored"))
-            .expect("JSON map");
-    let identity: serde_json::Value =
-        serde_json::from_str(record["identity"].as_str().expect("identity entry"))
-            .expect("identity JSON");
+    // Who signed in, as the contract shows it (whatever the stored layout).
+    let session: serde_json::Value = app.get("/session").await.json().await.expect("JSON");
+    let mut conn = app.redis().await;
+    let bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let length: u64 = redis::cmd("STRLEN")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(0);
     // The jar also holds the provider's cookies (same host, other port): only ours are sent.
     let header = app.cookie_header();
     let ours: Vec<&str> = header
@@ -70,13 +87,33 @@ async fn sign_in(port: u16, prefix: &str) {
         .filter(|c| c.starts_with("gatehouse=") || c.starts_with("gatehouse_browser="))
         .collect();
     let id = session_id(&keys[0], prefix);
+    let value = signed_value(&header, "gatehouse").expect("the session cookie");
+    let text = |field: &str| {
+        session[field]
+            .as_str()
+            .unwrap_or_default()
+            .replace('\'', "")
+    };
     println!("COOKIE='{}'", ours.join("; "));
     println!("SESSION_KEY='{}'", keys[0]);
     println!("SESSION_ID='{id}'");
-    println!(
-        "SUBJECT='{}'",
-        identity["subject"].as_str().expect("subject")
-    );
+    println!("SESSION_VALUE='{value}'");
+    println!("SUBJECT='{}'", text("subject"));
+    println!("EMAIL='{}'", text("email"));
+    // A string record's length; else what Redis says the key takes.
+    println!("RECORD_BYTES={}", if length > 0 { length } else { bytes });
+}
+
+/// What the signed cookie `name` in a `Cookie` header signs: its value, percent-decoded,
+/// after the 44-character base64 HMAC.
+fn signed_value(header: &str, name: &str) -> Option<String> {
+    let raw = header
+        .split("; ")
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))?;
+    let value = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    value.get(44..).map(str::to_owned)
 }
 
 /// The id the cookie carries, from the Redis key `<prefix>session:<id>`, where the id may sit
@@ -97,37 +134,43 @@ async fn fill(prefix: &str, session_key: &str, n: usize, cookie_file: &str) {
             .expect("base64 secret")[..],
     );
     let app = TestApp::at(0, prefix.to_owned(), Default::default());
-    let template = app
-        .get_key(&session_key[prefix.len()..])
+    let mut conn = app.redis().await;
+    let template: Vec<u8> = redis::cmd("DUMP")
+        .arg(session_key)
+        .query_async::<Option<Vec<u8>>>(&mut conn)
         .await
+        .expect("DUMP")
         .expect("the real session is stored");
     // New keys are laid out like the real one, whatever gatehouse's layout is.
     let real_id = session_id(session_key, prefix);
-    let mut conn = app.redis().await;
+    let real_value = std::env::var("BENCH_SESSION_VALUE").unwrap_or_else(|_| real_id.to_owned());
     let mut out = BufWriter::new(std::fs::File::create(cookie_file).expect("cookie file"));
     let started = Instant::now();
-    // Pipelined in batches: 100,000 single SETs would take far longer than the benchmark.
+    // Pipelined in batches: 100,000 single commands would take far longer than the benchmark.
     for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
         let mut pipe = redis::pipe();
         for _ in chunk {
             let id = gatehouse::random::token();
             // An hour is plenty for the run, and they vanish by themselves if cleanup fails.
-            pipe.cmd("SET")
+            pipe.cmd("RESTORE")
                 .arg(session_key.replace(real_id, &id))
+                .arg(3_600_000)
                 .arg(&template)
-                .arg("EX")
-                .arg(3600)
                 .ignore();
             let mut jar = CookieJar::new();
-            jar.signed_mut(&key).add(Cookie::new("gatehouse", id));
+            let value = real_value.replacen(real_id, &id, 1);
+            jar.signed_mut(&key).add(Cookie::new("gatehouse", value));
             let cookie = jar.get("gatehouse").expect("just added");
             writeln!(out, "{}", cookie.encoded().stripped()).expect("cookie written");
         }
-        let () = pipe.query_async(&mut conn).await.expect("pipelined SETs");
+        let () = pipe
+            .query_async(&mut conn)
+            .await
+            .expect("pipelined RESTOREs");
     }
     out.flush().expect("cookie file flushed");
     eprintln!(
-        "stored {n} sessions of {} bytes each in {:.1} s",
+        "stored {n} copies of the session record ({} bytes serialised) in {:.1} s",
         template.len(),
         started.elapsed().as_secs_f64()
     );

@@ -14,6 +14,8 @@ pub mod directory;
 pub mod error;
 pub mod identity;
 pub mod keys;
+pub mod log_format;
+pub mod log_writer;
 pub mod metrics;
 pub mod middleware;
 pub mod navigation;

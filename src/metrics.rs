@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests by route and status, latency, sign-ins, refreshes, Redis.
+//! Prometheus metrics: requests by route and status, latency, sign-ins, refreshes, Redis, log
+//! lines dropped.
 //!
 //! One registry per application (tests run many apps in one process), kept in `AppState`.
 
@@ -8,6 +9,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -32,6 +35,29 @@ pub struct Metrics {
     redis_errors: IntCounter,
     redis_latency: Histogram,
     audit: AuditMetrics,
+}
+
+const LOG_LINES_DROPPED: &str = "gatehouse_log_lines_dropped_total";
+const LOG_LINES_DROPPED_HELP: &str =
+    "Log lines dropped because stdout's reader fell behind (the log says so too)";
+
+/// The log writer's count, kept process-wide (one log per process), read at each scrape.
+struct LogLinesDropped(IntCounter);
+
+impl Collector for LogLinesDropped {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        match IntCounter::new(LOG_LINES_DROPPED, LOG_LINES_DROPPED_HELP) {
+            Ok(now) => {
+                now.inc_by(crate::log_writer::dropped_lines());
+                now.collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 impl Metrics {
@@ -90,6 +116,8 @@ impl Metrics {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
+        let log_lines_dropped =
+            LogLinesDropped(IntCounter::new(LOG_LINES_DROPPED, LOG_LINES_DROPPED_HELP)?);
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(signins_started.clone()))?;
@@ -120,6 +148,7 @@ impl Metrics {
         registry.register(Box::new(audit.pending.clone()))?;
         registry.register(Box::new(audit.written.clone()))?;
         registry.register(Box::new(audit.degraded.clone()))?;
+        registry.register(Box::new(log_lines_dropped))?;
         Ok(Metrics {
             registry,
             requests,

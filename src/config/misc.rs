@@ -59,7 +59,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub format: LogFormat,
+    /// Lines the log writer may hold while stdout's reader catches up; past that, lines are
+    /// dropped and counted (`gatehouse_log_lines_dropped_total`), never waited for.
+    pub buffer_lines: usize,
 }
+
+/// Bounds of `log.buffer_lines`: one line (tests make the writer fall behind with it), up to
+/// about 300 MB of queued lines at ~300 bytes each.
+const MAX_LOG_BUFFER_LINES: u64 = 1_000_000;
 
 impl TokenSettings {
     pub(super) fn read(r: &Reader) -> Result<Self, SettingsError> {
@@ -106,7 +113,11 @@ impl LogSettings {
             "json" => LogFormat::Json,
             _ => return Err(invalid("log.format", "must be `pretty` or `json`")),
         };
-        Ok(LogSettings { format })
+        let buffer_lines = r.number("log.buffer_lines", 1, MAX_LOG_BUFFER_LINES)? as usize;
+        Ok(LogSettings {
+            format,
+            buffer_lines,
+        })
     }
 }
 

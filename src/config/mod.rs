@@ -106,6 +106,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "metrics.bind",
     "metrics.public",
     "log.format",
+    "log.buffer_lines",
     "ui.title",
     "ui.logo_url",
     "cli.client_id",

@@ -1,6 +1,9 @@
-//! docs/configuration.md's settings table, config/default.toml and the loader's known keys agree.
+//! docs/configuration.md's settings table, config/default.toml and the loader's known keys agree;
+//! docs/benchmark.md quotes the newest report of scripts/bench (docs/bench/*.txt) verbatim: the
+//! published figures are the measured ones, never a hand-edited table.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use gatehouse::config::{env_name, KNOWN_KEYS};
 
@@ -55,5 +58,37 @@ fn docs_document_every_setting() {
     assert_eq!(
         documented, expected,
         "docs/configuration.md settings table vs config/default.toml"
+    );
+}
+
+const BENCH_BEGIN: &str = "<!-- bench-output:begin ";
+const BENCH_END: &str = "<!-- bench-output:end -->";
+
+#[test]
+fn the_performance_page_quotes_the_newest_report_verbatim() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmark.md"))
+            .expect("docs/benchmark.md");
+    let mut reports: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bench"))
+            .expect("docs/bench")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".txt"))
+            .collect();
+    reports.sort();
+    let newest = format!("docs/bench/{}", reports.last().expect("a report"));
+
+    let start = page.find(BENCH_BEGIN).expect("the begin marker");
+    let named = page[start + BENCH_BEGIN.len()..]
+        .split(" -->")
+        .next()
+        .expect("the quoted file's name");
+    assert_eq!(named, newest, "the page quotes the newest report");
+    let report = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(&newest))
+        .expect("the report");
+    let quoted = format!("{BENCH_BEGIN}{newest} -->\n```text\n{report}```\n{BENCH_END}");
+    assert!(
+        page.contains(&quoted),
+        "docs/benchmark.md does not quote {newest} verbatim: run `scripts/bench publish`"
     );
 }

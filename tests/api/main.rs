@@ -25,6 +25,7 @@ mod faults;
 mod health;
 mod hostile;
 mod id_tokens;
+mod log_delivery;
 mod logout_tokens;
 mod logs;
 mod metrics;

@@ -64,6 +64,7 @@ fn base_vars_are_valid() {
     assert!(!settings.session.cookie_secure);
     assert_eq!(settings.session.cookie_name, "gatehouse");
     assert_eq!(settings.log.format, LogFormat::Pretty);
+    assert_eq!(settings.log.buffer_lines, 16384);
 }
 
 #[test]
@@ -147,6 +148,8 @@ fn each_invalid_value_is_named() {
         ("GATEHOUSE__PROVIDER__TIMEOUT_SECS", "abc"),
         ("GATEHOUSE__PROVIDER__TIMEOUT_SECS", "0"),
         ("GATEHOUSE__PROVIDER__TIMEOUT_SECS", "-1"),
+        ("GATEHOUSE__LOG__BUFFER_LINES", "0"),
+        ("GATEHOUSE__LOG__BUFFER_LINES", "many"),
         ("GATEHOUSE__SESSION__COOKIE_SECURE", "maybe"),
         ("GATEHOUSE__LOG__FORMAT", "xml"),
         ("GATEHOUSE__SESSION__COOKIE_NAME", "my cookie"),
