@@ -47,6 +47,19 @@ async fn main() {
         "GATEHOUSE__SIGNIN__PER_CLIENT_PER_MINUTE".into(),
         "0".into(),
     );
+    // SIGNIN_BENCH_AUDIT=off: a directory that is never reachable (and not migrated), so the
+    // audit writer writes nothing: sign-ins with auditing in effect off, for comparison.
+    if std::env::var("SIGNIN_BENCH_AUDIT").is_ok_and(|v| v == "off") {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        vars.insert(
+            "GATEHOUSE__DATABASE__URL".into(),
+            format!("postgres://nobody@127.0.0.1:{dead}/none"),
+        );
+        vars.insert("GATEHOUSE__DATABASE__MIGRATE".into(), "false".into());
+    }
     let prefix = vars["GATEHOUSE__REDIS__KEY_PREFIX"].clone();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .envs(&vars)

@@ -34,6 +34,8 @@ pub use users::{Blocked, User};
 /// [`Blocked::Unknown`] (the contract: a database outage never delays a sign-in by more than a
 /// second).
 pub const BLOCKED_CHECK_BOUND: Duration = Duration::from_millis(500);
+/// After the blocked check found the database away, how long it answers `Unknown` at once.
+pub const AWAY_PAUSE: Duration = Duration::from_secs(5);
 /// A connection from the pool, or give up (the writer retries, readers answer "unknown").
 const ACQUIRE_BOUND: Duration = Duration::from_secs(3);
 /// Connecting for a migration (start-up, `gatehouse migrate`): long enough for a database on
@@ -106,6 +108,9 @@ pub struct Directory {
     /// that a connection's socket is always driven by the runtime that opened it and never dies
     /// with a worker's runtime at shutdown.
     home: tokio::runtime::Handle,
+    /// Until when (unix milliseconds) the blocked check answers `Unknown` without asking: after
+    /// it found the database away, sign-ins do not each wait for it again.
+    pub(crate) away_until: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Directory {
@@ -149,6 +154,7 @@ impl Directory {
         Ok(Directory {
             pool,
             home: tokio::runtime::Handle::current(),
+            away_until: Default::default(),
         })
     }
 

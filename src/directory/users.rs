@@ -106,6 +106,22 @@ impl Directory {
 
     /// Whether `subject` is blocked, answered within [`BLOCKED_CHECK_BOUND`] or `Unknown`.
     pub async fn is_blocked(&self, subject: &str) -> Blocked {
+        use std::sync::atomic::Ordering;
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        if now_ms() < self.away_until.load(Ordering::Relaxed) {
+            // Found away moments ago: say so at once rather than make every sign-in wait.
+            return Blocked::Unknown;
+        }
+        let went_away = || {
+            self.away_until.store(
+                now_ms() + super::AWAY_PAUSE.as_millis() as u64,
+                Ordering::Relaxed,
+            )
+        };
         let pool = self.pool.clone();
         let subject = subject.to_owned();
         let query = self.at_home(async move {
@@ -121,10 +137,12 @@ impl Directory {
             Ok(Ok(Some(true))) => Blocked::Yes,
             Ok(Ok(_)) => Blocked::No,
             Ok(Err(e)) => {
+                went_away();
                 tracing::warn!(error = %e, "directory: cannot tell whether a user is blocked");
                 Blocked::Unknown
             }
             Err(_) => {
+                went_away();
                 tracing::warn!(
                     bound = ?BLOCKED_CHECK_BOUND,
                     "directory: the blocked check timed out"
@@ -213,5 +231,36 @@ impl Directory {
             Ok(rows.into_iter().map(user_from).collect())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseSettings;
+
+    #[tokio::test]
+    async fn a_database_found_away_is_not_asked_again_at_once() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        let settings =
+            DatabaseSettings::new(&format!("postgres://nobody@127.0.0.1:{dead}/none"), false)
+                .expect("settings");
+        let directory = Directory::open(&settings).expect("a lazy pool");
+        assert_eq!(directory.is_blocked("ann").await, Blocked::Unknown);
+        let away = directory
+            .away_until
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(away > 0, "the check remembers the database is away");
+        // Within the pause the answer comes without asking (the mark is not pushed further).
+        assert_eq!(directory.is_blocked("ann").await, Blocked::Unknown);
+        assert_eq!(
+            directory
+                .away_until
+                .load(std::sync::atomic::Ordering::Relaxed),
+            away
+        );
     }
 }
