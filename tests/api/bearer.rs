@@ -2,8 +2,6 @@
 //! provider's client-credentials grant (JWT access tokens), a second provider instance as an
 //! extra issuer, and forged tokens.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -86,36 +84,13 @@ fn b64(value: &Value) -> String {
 }
 
 /// A second development provider with its own signing key, started once.
-struct SecondIdp {
-    issuer: String,
-    _child: Child,
-}
-
-fn second_idp() -> &'static SecondIdp {
-    static IDP: OnceLock<SecondIdp> = OnceLock::new();
+fn second_idp() -> &'static Idp {
+    static IDP: OnceLock<Idp> = OnceLock::new();
     IDP.get_or_init(|| {
-        let port = dead_port();
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp"))
-            .env("IDP_PORT", port.to_string())
-            .env("IDP_EXIT_WITH_STDIN", "1")
-            .env("IDP_FRESH_KEY", "1")
-            .env("IDP_API_GROUPS", "partners")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs tests/idp/server.mjs");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.any(|l| l.map(|l| l.contains("idp listening")).unwrap_or(false));
-        assert!(ready, "the second development provider did not start");
-        std::thread::spawn(move || for _ in lines {});
-        SecondIdp {
-            issuer: format!("http://127.0.0.1:{port}"),
-            _child: child,
-        }
+        spawn_idp(&[
+            ("IDP_FRESH_KEY", "1".to_owned()),
+            ("IDP_API_GROUPS", "partners".to_owned()),
+        ])
     })
 }
 

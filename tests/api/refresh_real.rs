@@ -4,8 +4,6 @@
 //! session lost), and a relay in front of its token endpoint that counts the refresh grants
 //! that reach it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,39 +17,13 @@ use crate::helpers::*;
 const ACCESS_TOKEN_TTL_SECS: u64 = 6;
 
 /// The development provider (tests/idp/server.mjs) on a port of its own, with its own
-/// settings; killed on drop.
-struct OwnProvider {
-    issuer: String,
-    _child: Running,
-}
-
-impl OwnProvider {
-    fn start(settings: &[(&str, &str)]) -> OwnProvider {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp"))
-            .env("IDP_PORT", port.to_string())
-            .env("IDP_REDIRECT_URIS", format!("{PUBLIC_URL}/redirect"))
-            .envs(settings.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs tests/idp/server.mjs");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.any(|l| l.map(|l| l.contains("idp listening")).unwrap_or(false));
-        assert!(ready, "the provider did not start on port {port}");
-        std::thread::spawn(move || for _ in lines {});
-        OwnProvider {
-            issuer: format!("http://127.0.0.1:{port}"),
-            _child: Running(child),
-        }
-    }
+/// settings; it exits when dropped.
+fn own_provider(settings: &[(&str, &str)]) -> Idp {
+    let settings: Vec<(&str, String)> = settings
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect();
+    spawn_idp(&settings)
 }
 
 /// A TCP relay to `upstream` that keeps what clients sent, to count requests by their bytes.
@@ -144,7 +116,7 @@ async fn expires_at(client: &reqwest::Client, app: &TestApp) -> u64 {
 async fn many_requests_after_expiry_refresh_exactly_once_at_the_real_provider() {
     const REFRESH_GRANT: &str = "grant_type=refresh_token";
     let ttl = ACCESS_TOKEN_TTL_SECS.to_string();
-    let provider = OwnProvider::start(&[("IDP_ACCESS_TOKEN_TTL", ttl.as_str())]);
+    let provider = own_provider(&[("IDP_ACCESS_TOKEN_TTL", ttl.as_str())]);
     let upstream: u16 = provider
         .issuer
         .rsplit(':')
