@@ -64,11 +64,9 @@ impl VerifiedToken {
     }
 }
 
-/// The value at a claim path (`groups`, `realm_access.roles`).
-pub fn lookup<'v>(claims: &'v Map<String, Value>, path: &[String]) -> Option<&'v Value> {
-    let (first, rest) = path.split_first()?;
-    rest.iter()
-        .try_fold(claims.get(first)?, |value, segment| value.get(segment))
+/// The value at a claim path (`groups`, `realm_access.roles`): the same lookup as sessions'.
+fn lookup<'v>(claims: &'v Map<String, Value>, path: &[String]) -> Option<&'v Value> {
+    crate::claims::lookup(claims, path.iter().map(String::as_str))
 }
 
 /// A string is one group; an array's strings are groups; anything else is none.
